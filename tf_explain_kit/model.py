@@ -158,14 +158,17 @@ class ModelAdapter:
         self.layers = list(iter_layers(model))
         self._backend: tf_backend.CompiledModel | None = None
         self._calls: list[LayerCall] = []
+        self._specs: list | None = None  # the model's input tensors, once known
         self.num_outputs = 0
 
     # -- inputs ---------------------------------------------------------------------------
     def _input_specs(self) -> list | None:
-        try:
-            return keras.tree.flatten(self.model.inputs)
-        except (AttributeError, ValueError):
-            return None
+        if self._specs is None:
+            try:
+                self._specs = keras.tree.flatten(self.model.inputs)
+            except (AttributeError, ValueError):
+                return None
+        return self._specs
 
     def prepare(self, inputs: Inputs, name: str = "inputs") -> Inputs:
         """Check ``inputs`` against the model and convert them to numpy arrays."""

@@ -6,8 +6,9 @@ supported by writing this module again with the same public surface.
 Layers are observed and replaced through *hooks*: while a function is traced, a layer's
 ``call`` is wrapped on the instance (and removed afterwards), which works the same for
 Sequential, Functional, subclassed and nested models and needs no private Keras API.
-A compiled function is only retraced inside the same hooks, so the hooks are installed
-around every call (a cheap attribute swap) and cost nothing once the graph exists.
+A compiled function is traced inside its hooks. Its traced graph is then called directly,
+except under a distribution strategy, which traces again per replica device: there the
+hooks are installed around every call (a cheap attribute swap).
 """
 
 from __future__ import annotations
@@ -189,10 +190,12 @@ def scale_gradient(y: Any, factor: Callable[[Any], Any]) -> Any:
 
 
 def _to_tensors(x: Any) -> Any:
-    return tf.nest.map_structure(tf.convert_to_tensor, x)
+    return tf.convert_to_tensor(x) if isinstance(x, np.ndarray) else tf.nest.map_structure(tf.convert_to_tensor, x)
 
 
 def _numpy(x: Any) -> Any:
+    if isinstance(x, tuple) and all(tf.is_tensor(t) for t in x):
+        return tuple(t.numpy() for t in x)
     return tf.nest.map_structure(lambda t: t.numpy(), x)
 
 
@@ -210,6 +213,7 @@ class CompiledModel:
         self.logit_layer = logit_layer
         self._logits = _Slot()
         self._functions: dict[tuple, Callable] = {}
+        self._graphs: dict[tuple, Callable] = {}  # their concrete functions, traced outside any strategy
         self._slots: dict[tuple, _Slot] = {}  # one per compiled function: shared by all its traces
 
     def _slot(self, key: tuple) -> _Slot:
@@ -251,20 +255,30 @@ class CompiledModel:
         return outputs, scores, tf.reduce_sum(scores * w, axis=1)
 
     def _call(self, key: tuple, build: Callable[[], Callable], hooks: tuple, *args: Any, open_args: int = 0) -> Any:
-        """Call the compiled function ``key`` (built on first use) inside its hooks.
+        """Call the compiled function ``key`` (built on first use) on ``args``.
 
         The signature leaves the batch axis open, so batches of any size share one graph;
-        the last ``open_args`` arguments leave every axis open.
+        the last ``open_args`` arguments leave every axis open. Outside a distribution
+        strategy the traced graph is called directly: it cannot be traced again, so no
+        hooks are needed. Under a strategy, which traces once per replica device, the
+        function is called inside its hooks.
         """
         args = tuple(_to_tensors(a) for a in args)
         closed = len(args) - open_args
-        shape = lambda t, i: (None,) * t.shape.rank if i >= closed else (None,) + tuple(t.shape[1:])  # noqa: E731
-        key += tuple(str((t.dtype.name, shape(t, i))) for i, a in enumerate(args) for t in tf.nest.flatten(a)) + (str(tf.nest.map_structure(lambda _: 0, args)),)
+        shape = lambda t, i: (None,) * t.shape.rank if i >= closed else (None, *t.shape[1:])  # noqa: E731
+        key += tuple((t.dtype, shape(t, i)) for i, a in enumerate(args) for t in tf.nest.flatten(a))
+        if not all(tf.is_tensor(a) for a in args):  # lists or dicts of inputs: their structure too
+            key += (str(tf.nest.map_structure(lambda _: 0, args)),)
         if key not in self._functions:
             signature = tuple(tf.nest.map_structure(lambda t, i=i: tf.TensorSpec(shape(t, i), t.dtype), a) for i, a in enumerate(args))
             self._functions[key] = tf.function(build(), input_signature=signature)
-        with self._hooks(*hooks):
-            return self._functions[key](*args)
+        if tf.distribute.has_strategy():
+            with self._hooks(*hooks):
+                return self._functions[key](*args)
+        if key not in self._graphs:
+            with self._hooks(*hooks):
+                self._graphs[key] = self._functions[key].get_concrete_function()
+        return self._graphs[key](*args)
 
     # -- public functions (numpy in, numpy out, one batch at a time) ------------------
     def forward(self, x: Any) -> tuple[np.ndarray, np.ndarray]:

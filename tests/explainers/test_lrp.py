@@ -143,18 +143,30 @@ def _propagate_bounded(x: np.ndarray, w: np.ndarray, low: np.ndarray, high: np.n
     return out
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])  # tanh is split off the layer: z^B reads W·a before it
 @pytest.mark.parametrize("bounds", [(-1.0, 2.5), ([-1.0, -0.5, 0.0], [2.0, 1.5, 3.0]), None], ids=["numbers", "per_feature", "per_sample"])
-def test_hand_computed_bounded_rule_at_the_pixels(dense_net, bounds):
-    first, second = dense_net.layers
-    lrp = LRP(dense_net, rule="epsilon", epsilon=EPS, layer_rules={first.name: "zbox"}, input_bounds=bounds)
+def test_hand_computed_bounded_rule_at_the_pixels(bounds, activation):
+    model = keras.Sequential([keras.Input((3,)), L.Dense(4, activation=activation), L.Dense(2)])
+    model.set_weights([W1, B1, W2, B2])
+    lrp = LRP(model, rule="epsilon", epsilon=EPS, layer_rules={model.layers[0].name: "zbox"}, input_bounds=bounds)
     ex = lrp.explain(X_WITH_ZERO, targets=1)
     for x, got in zip(X_WITH_ZERO.astype(np.float64), ex.attributions):
         low, high = (np.broadcast_to(b, 3) for b in bounds) if bounds else (np.full(3, x.min()), np.full(3, x.max()))
-        hidden = np.maximum(x @ W1 + B1, 0)
+        hidden = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh}[activation](x @ W1 + B1)
         top = np.array([0.0, hidden @ W2[:, 1] + B2[1]])
         expected = _propagate_bounded(x, W1, low, high, _propagate(hidden, W2, B2, top, "epsilon"))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert ex.attributions[0, 1] != 0  # x = 0, but not its relevance
+
+
+def test_bounded_rule_on_a_softmax_output_layer_explains_its_logit():
+    """The only layer reads the pixels and ends in a softmax, stripped to explain the logit."""
+    model = keras.Sequential([keras.Input((3,)), L.Dense(4, activation="softmax")])
+    model.set_weights([W1, B1])
+    ex = LRP(model, rule="composite", epsilon=EPS).explain(X_WITH_ZERO, targets=2)
+    for x, got in zip(X_WITH_ZERO.astype(np.float64), ex.attributions):
+        top = np.array([0.0, 0.0, x @ W1[:, 2] + B1[2], 0.0])
+        np.testing.assert_allclose(got, _propagate_bounded(x, W1, np.full(3, x.min()), np.full(3, x.max()), top), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["conv", "depthwise"])

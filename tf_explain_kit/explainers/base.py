@@ -47,15 +47,15 @@ class Explainer(abc.ABC):
         wanted = request(targets, contrast, num_samples(x), self.adapter.num_outputs)
         if isinstance(self, OnePassExplainer):
             attributions, extras, gradient_pass = self.attribute_pass(x, wanted)
-            outputs, scores = gradient_pass.outputs, gradient_pass.scores
-            targets, weights = resolve(wanted, outputs)
+            outputs, score = gradient_pass.outputs, gradient_pass.score
+            targets, _ = resolve(wanted, outputs)
         else:
             outputs, scores = self.adapter.forward(x)
             targets, weights = resolve(wanted, outputs)
             attributions, extras = self.attribute(x, weights)
+            score = (scores * weights).sum(axis=1)
         _warn_if_degenerate(self.method, attributions)
-        extras = {"score": (scores * weights).sum(axis=1), **extras}
-        return Explanation(self.method, attributions, targets, outputs, extras)
+        return Explanation(self.method, attributions, targets, outputs, {"score": score, **extras})
 
     @abc.abstractmethod
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict[str, Any]]:
@@ -85,7 +85,7 @@ class OnePassExplainer(Explainer):
 def _warn_if_degenerate(method: str, attributions: Any) -> None:
     arrays = flat_inputs(attributions)
     n = len(arrays[0])
-    flat = np.concatenate([a.reshape(n, -1) for a in arrays], axis=1)
+    flat = arrays[0].reshape(n, -1) if len(arrays) == 1 else np.concatenate([a.reshape(n, -1) for a in arrays], axis=1)
     nan = ~np.isfinite(flat).all(axis=1)
     if nan.any():
         warnings.warn(f"{method}: attributions are NaN or infinite for samples {np.flatnonzero(nan)[:10].tolist()}. {_CAUSES}", RuntimeWarning, stacklevel=3)

@@ -17,11 +17,12 @@ elementwise step after the layer (its activation, or its folded BatchNormalizati
 back ``y · g``, the relevance of its output ``y``, and the layer applies
 ``ρ(W)ᵀ (R / stab(zρ))``; ``z`` itself is never recomputed. The bounded rule z^B at the
 pixels returns the relevance itself (``(a − l)·W⁺ᵀs + (a − h)·W⁻ᵀs``), not a gradient to
-be multiplied by the input, so pixels equal to 0 keep theirs.
+be multiplied by the input, so pixels equal to 0 keep theirs; its denominators are read
+off the layer's own output (see :func:`_box_relevance`).
 
 One compiled gradient function per model and rule set; the forward pass is the model's
-own, so LRP-ε costs about one forward and one backward pass (γ, z⁺ and z^B add one pass
-of the modified layer per linear layer).
+own, so LRP-ε and z^B cost about one forward and one backward pass (γ and z⁺ add one
+pass of the modified layer per linear layer).
 """
 
 from __future__ import annotations
@@ -389,13 +390,10 @@ def _along_channels(v: Any, layer: keras.layers.Layer, ndim: int) -> Any:
     return ops.reshape(v, shape)
 
 
-def _stacked_channels(pairs: Any, axis: int) -> Any:
-    """``(…, 2, C, …)`` with the pair axis at the channel ``axis`` as ``(…, 2C, …)``: both
-    channel blocks side by side, as a concatenation would give (one op instead of a copy)."""
-    shape = list(ops.shape(pairs))
-    shape[0] = -1
-    shape[axis : axis + 2] = [2 * shape[axis + 1]]
-    return ops.reshape(pairs, shape)
+def _norm_affine(bn: keras.layers.Layer) -> tuple[Any, Any]:
+    """A BatchNormalization at inference as ``scale * x + shift`` (per channel)."""
+    scale = (bn.gamma if bn.scale else 1.0) / ops.sqrt(bn.moving_variance + bn.epsilon)
+    return scale, (bn.beta if bn.center else 0.0) - bn.moving_mean * scale
 
 
 def _folded(layer: keras.layers.Layer, bn: keras.layers.Layer | None) -> tuple[Any, Any]:
@@ -404,8 +402,7 @@ def _folded(layer: keras.layers.Layer, bn: keras.layers.Layer | None) -> tuple[A
     bias = layer.bias if layer.use_bias else ops.zeros((kernel.shape[-1] * (kernel.shape[-2] if isinstance(layer, _DEPTHWISE) else 1),))
     if bn is None:
         return kernel, bias
-    scale = (bn.gamma if bn.scale else 1.0) / ops.sqrt(bn.moving_variance + bn.epsilon)
-    shift = (bn.beta if bn.center else 0.0) - bn.moving_mean * scale
+    scale, shift = _norm_affine(bn)
     kernel_scale = ops.reshape(scale, kernel.shape[-2:]) if isinstance(layer, _DEPTHWISE) else scale
     return kernel * kernel_scale, bias * scale + shift
 
@@ -467,6 +464,42 @@ def _epsilon_at_output(factor: Callable[[Any], Any]):
     return make
 
 
+def _box_relevance(layer: keras.layers.Layer, chain: _Chain, a: Any, z: Any, relevance: Any, kernel: Any, bias: Any, epsilon: float, pull: Any) -> Any:
+    """z^B at the pixels: ``R_i = Σ_j (a_i w_ij − l_i w⁺_ij − h_i w⁻_ij) s_j`` with
+    ``s = R / (Σ_i (…) + ε)``, every term >= 0 for ``l <= a <= h``.
+
+    With the box's centre ``m`` and half-width ``r`` the terms are ``(a − m)·w + r·|w|``, so
+    the denominator is ``W·a − W·m + |W|·r``. ``W·a`` is read off the layer's own output
+    (``z − b``; where a ReLU clipped it, ``R`` is 0 anyway), and ``W·m``, ``|W|·r`` come from
+    batch-1 passes: over the bounds themselves, or over a constant image, mixed per sample
+    by one matrix product, when each sample has its own box. The input relevance is
+    ``(a − m)·Wᵀs + r·|W|ᵀs``: one transposed pass with both kernels stacked.
+    """
+    axis, ndim = _channel_axis(layer) % len(a.shape), len(z.shape)
+    if chain.bn is not None:
+        scale, shift = _norm_affine(chain.bn)
+        z = z * _along_channels(scale, layer, ndim) + _along_channels(shift, layer, ndim)
+    low, high = chain.bounds(a)
+    mid, half = (low + high) / 2, (high - low) / 2
+    base = _along_channels(bias - epsilon, layer, ndim)  # z_box = z − base: base = b − ε + W·m − |W|·r
+    if all(d == 1 for d in mid.shape[1:]):  # one box per sample
+        unit = ops.ones((1, *a.shape[1:]))
+        responses = [_linear_map(layer, unit, kernel), _linear_map(layer, unit, ops.abs(kernel)), base + ops.zeros_like(z[:1])]
+        coefficients = ops.concatenate([ops.reshape(v, (-1, 1)) for v in (mid, -half, ops.ones_like(mid))], axis=1)
+        base = ops.reshape(ops.matmul(coefficients, ops.reshape(ops.concatenate(responses, axis=0), (3, -1))), (-1, *z.shape[1:]))
+    else:
+        base = base + _linear_map(layer, mid, kernel) - _linear_map(layer, half, ops.abs(kernel))
+    s = _ratio(relevance, z - base)
+    stacked = ops.concatenate([kernel, ops.abs(kernel)], axis=-2)  # the kernels' input axis
+    shape = list(ops.shape(a))
+    shape[axis] *= 2
+    _, vjp = pull(lambda u: _linear_map(layer, u, stacked), at=ops.zeros(shape))  # linear: any point gives its transpose
+    if isinstance(layer, _DEPTHWISE):  # channels stay apart: each half of the outputs reads one kernel
+        s = ops.concatenate([s, s], axis=axis)
+    signed, magnitude = ops.split(vjp(s), 2, axis=axis)
+    return (a - mid) * signed + half * magnitude
+
+
 def _weighted_backward(layer: keras.layers.Layer, chain: _Chain, epsilon: float, gamma: float, relevance_given: bool):
     """LRP-γ, z⁺ and z^B in relevance form: ``R`` at the output (``relevance_given``, else
     ``z·g``) is divided by the rule's stabilised pre-activation ``zρ`` and carried back
@@ -475,19 +508,8 @@ def _weighted_backward(layer: keras.layers.Layer, chain: _Chain, epsilon: float,
     def backward(a: Any, z: Any, upstream: Any, pull: Any) -> Any:
         relevance = upstream if relevance_given else upstream * z
         kernel, bias = _folded(layer, chain.bn)
-        if chain.rule == BOUNDED:  # Σ (a − l)·w⁺ + (a − h)·w⁻, every term >= 0: one pass with stacked inputs
-            axis = _channel_axis(layer) % len(a.shape)
-            shifted = _stacked_channels(ops.expand_dims(a, axis) - ops.stack(chain.bounds(a), axis=axis), axis)  # [a − l, a − h]
-            stacked = ops.concatenate([ops.relu(kernel), ops.minimum(kernel, 0.0)], axis=-2)  # the kernels' input axis
-            halves = 2 if isinstance(layer, _DEPTHWISE) else 1  # depthwise: channels stay apart, the halves are added
-            stabiliser = _along_channels(ops.full((z.shape[axis] * halves,), epsilon / halves), layer, len(z.shape))  # fused into the pass
-            z_box, vjp = pull(lambda u: _linear_map(layer, u, stacked) + stabiliser, at=shifted)
-            if halves == 2:  # add the halves, and send s to both
-                s = _ratio(relevance, ops.add(*ops.split(z_box, 2, axis=axis)))
-                back = vjp(ops.concatenate([s, s], axis=axis))
-            else:
-                back = vjp(_ratio(relevance, z_box))
-            return ops.add(*ops.split(shifted * back, 2, axis=axis))
+        if chain.rule == BOUNDED:
+            return _box_relevance(layer, chain, a, z, relevance, kernel, bias, epsilon, pull)
         if chain.rule == "gamma":
             parts = [(None, kernel + gamma * ops.relu(kernel))]
             bias = bias + gamma * ops.relu(bias)
@@ -522,11 +544,16 @@ def _linear_hook(layer: keras.layers.Layer, chain: _Chain, epsilon: float, gamma
     whole layer; otherwise the activation is split off and gets its own backward pass."""
     activation = _name(layer.activation)
     if chain.rule in _WEIGHTED:  # the activation passes relevance: y·g at the output is R at z
-        relevance_given = chain.bn is not None or chain.end is not None
-        return custom_backward(_weighted_backward(layer, chain, epsilon, gamma, relevance_given))
-    if chain.rule == "epsilon" and activation == "relu":  # y = z wherever y ≠ 0: ε's factor is y / (y + ε)
+        # z^B reads W·a off the layer's output, so an activation other than ReLU is split off.
+        split = chain.rule == BOUNDED and activation not in _GRADIENT_PASSES
+        relevance_given = split or chain.bn is not None or chain.end is not None
+        rule = custom_backward(_weighted_backward(layer, chain, epsilon, gamma, relevance_given))
+        if not split:
+            return rule
+        pre, after = rule, _to_relevance
+    elif chain.rule == "epsilon" and activation == "relu":  # y = z wherever y ≠ 0: ε's factor is y / (y + ε)
         return custom_backward(_epsilon_through_relu(layer, epsilon))
-    if chain.rule == "epsilon" and chain.clips:  # a capped ReLU: the ε factor rides on its pass-through
+    elif chain.rule == "epsilon" and chain.clips:  # a capped ReLU: the ε factor rides on its pass-through
         pre, after = None, _epsilon_passthrough(epsilon)
     elif chain.rule == "epsilon" and chain.bn is None:
         pre, after = _epsilon_at_output(_epsilon_factor(epsilon)), _passthrough
@@ -546,7 +573,9 @@ def _linear_hook(layer: keras.layers.Layer, chain: _Chain, epsilon: float, gamma
                 z = linear(*args, **kwargs)
             finally:
                 object.__setattr__(layer, "activation", activation)
-            return z if _name(activation) in _GRADIENT_PASSES else activation_pass(activation)(z)  # linear where a softmax is stripped for logits
+            if _name(activation) in _GRADIENT_PASSES and after is not _to_relevance:  # linear where a softmax is stripped for logits
+                return z
+            return activation_pass(activation)(z)
 
         return call
 
