@@ -36,7 +36,7 @@ def run(quick: bool) -> list[dict]:
     digits_cnn.fit(x_train, y_train, epochs=1, batch_size=64, verbose=0)
     mobilenet, photos = models.mobilenet(SAMPLES, classes=1000)
     cases = [  # a call of a few milliseconds needs many repeats for a stable median
-        ("digits CNN", digits_cnn, x_test[:SAMPLES], 100),
+        ("digits CNN", digits_cnn, x_test[:SAMPLES], 300),
         ("MobileNetV2 224", mobilenet, photos, 5),
     ]
     rows = []

@@ -9,6 +9,7 @@ and so one set of compiled functions.
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
@@ -180,6 +181,8 @@ class ModelAdapter:
         else:
             x = np.asarray(inputs)
         arrays = flat_inputs(x)
+        if arrays[0].ndim == 0 or len(arrays[0]) == 0:
+            raise ValueError(f"{name}: expected an array with a leading sample axis and at least one sample, got shape {arrays[0].shape}.")
         if specs is not None and len(arrays) != len(specs):
             raise ValueError(f"{name}: the model takes {len(specs)} inputs ({', '.join(s.name for s in specs)}), got {len(arrays)}. Pass a list or dict with one array per model input.")
         if len({len(a) for a in arrays}) != 1:
@@ -192,18 +195,16 @@ class ModelAdapter:
                 bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
                 raise ValueError(f"{name}: samples {bad[:10].tolist()} contain NaN or infinite values; clean or drop them before explaining.")
         floats = lambda a: a.astype(np.float32, copy=False) if a.dtype.kind in "fb" else a  # noqa: E731
-        x = map_inputs(floats, x)
-        if arrays[0].ndim == 0 or len(arrays[0]) == 0:
-            raise ValueError(f"{name}: expected an array with a leading sample axis and at least one sample, got shape {arrays[0].shape}.")
+        x = floats(x) if isinstance(x, np.ndarray) else map_inputs(floats, x)
         self._ready(x)
         return x
 
     @staticmethod
     def _check_shape(array: np.ndarray, spec: Any, name: str) -> None:
         expected = tuple(spec.shape)
-        shown = "(N, " + ", ".join("?" if d is None else str(d) for d in expected[1:]) + ")"
         fits = array.ndim == len(expected) and all(e is None or e == d for e, d in zip(expected[1:], array.shape[1:]))
         if not fits:
+            shown = "(N, " + ", ".join("?" if d is None else str(d) for d in expected[1:]) + ")"
             hint = " If this is a single sample, add a batch axis: x[None]." if array.ndim == len(expected) - 1 else ""
             raise ValueError(f"{name}: expected shape {shown} for model input '{spec.name}', got {array.shape}.{hint}")
 
@@ -260,8 +261,8 @@ class ModelAdapter:
     def default_batch_size(self, x: Inputs) -> int:
         if self.batch_size is not None:
             return self.batch_size
-        per_sample = sum(int(np.prod(a.shape[1:])) for a in flat_inputs(x)) or 1
-        return int(np.clip(_ELEMENTS_PER_BATCH // per_sample, 1, _MAX_BATCH))
+        per_sample = sum(math.prod(a.shape[1:]) for a in flat_inputs(x)) or 1
+        return min(max(_ELEMENTS_PER_BATCH // per_sample, 1), _MAX_BATCH)
 
     def _batched(self, fn: Callable, x: Inputs, *per_sample: np.ndarray) -> Any:
         self._ready(x)

@@ -254,7 +254,7 @@ class LRP(OnePassExplainer):
         score = result.score
         arrays = flat_inputs(attributions)
         relevance = sum(a.reshape(len(a), -1).sum(axis=1) for a in arrays)
-        conservation = np.divide(relevance, score, out=np.full_like(relevance, np.nan), where=score != 0)
+        conservation = relevance / np.where(score != 0, score, np.nan)
         return attributions, {"relevance": relevance, "conservation": conservation}, result
 
     def _embedding_layer(self) -> keras.layers.Layer:
