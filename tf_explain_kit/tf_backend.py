@@ -190,7 +190,7 @@ def scale_gradient(y: Any, factor: Callable[[Any], Any]) -> Any:
 
 
 def _to_tensors(x: Any) -> Any:
-    return tf.convert_to_tensor(x) if isinstance(x, np.ndarray) else tf.nest.map_structure(tf.convert_to_tensor, x)
+    return tf.constant(x) if isinstance(x, np.ndarray) else tf.nest.map_structure(tf.convert_to_tensor, x)
 
 
 def _numpy(x: Any) -> Any:
@@ -255,7 +255,7 @@ class CompiledModel:
         return outputs, scores, tf.reduce_sum(scores * w, axis=1)
 
     def _call(self, key: tuple, build: Callable[[], Callable], hooks: tuple, *args: Any, open_args: int = 0) -> Any:
-        """Call the compiled function ``key`` (built on first use) on ``args``.
+        """Call the compiled function ``key`` (built on first use) on numpy ``args``.
 
         The signature leaves the batch axis open, so batches of any size share one graph;
         the last ``open_args`` arguments leave every axis open. Outside a distribution
@@ -263,15 +263,15 @@ class CompiledModel:
         hooks are needed. Under a strategy, which traces once per replica device, the
         function is called inside its hooks.
         """
-        args = tuple(_to_tensors(a) for a in args)
         closed = len(args) - open_args
-        shape = lambda t, i: (None,) * t.shape.rank if i >= closed else (None, *t.shape[1:])  # noqa: E731
+        shape = lambda t, i: (None,) * t.ndim if i >= closed else (None, *t.shape[1:])  # noqa: E731
         key += tuple((t.dtype, shape(t, i)) for i, a in enumerate(args) for t in tf.nest.flatten(a))
-        if not all(tf.is_tensor(a) for a in args):  # lists or dicts of inputs: their structure too
+        if not all(isinstance(a, np.ndarray) for a in args):  # lists or dicts of inputs: their structure too
             key += (str(tf.nest.map_structure(lambda _: 0, args)),)
         if key not in self._functions:
             signature = tuple(tf.nest.map_structure(lambda t, i=i: tf.TensorSpec(shape(t, i), t.dtype), a) for i, a in enumerate(args))
             self._functions[key] = tf.function(build(), input_signature=signature)
+        args = tuple(_to_tensors(a) for a in args)
         if tf.distribute.has_strategy():
             with self._hooks(*hooks):
                 return self._functions[key](*args)
