@@ -115,7 +115,6 @@ class GradientPass(NamedTuple):
     grads: Any  # w.r.t. the inputs (their structure) or a layer's output
     score: np.ndarray  # (N,) the explained score
     outputs: np.ndarray  # (N, C) the model's outputs
-    scores: np.ndarray  # (N, C) the scores (logits by default)
     activations: np.ndarray | None = None  # the layer's output, for layer gradients
 
 

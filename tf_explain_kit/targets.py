@@ -33,13 +33,21 @@ def _classes(value: Any, n: int, num_classes: int, argument: str) -> np.ndarray:
 def request(targets: Any, contrast: Any, n: int, num_classes: int) -> np.ndarray:
     """``(N, C + 1)`` weights: ``targets=None`` puts +1 on the predicted-class column."""
     weights = np.zeros((n, num_classes + 1), np.float32)
-    if targets is None:
-        weights[:, num_classes] = 1.0
-    else:
-        weights[np.arange(n), _classes(targets, n, num_classes, "targets")] = 1.0
+    wanted = num_classes if targets is None else _classes(targets, n, num_classes, "targets")
+    weights[np.arange(n), wanted] = 1.0
     if contrast is not None:
-        weights[np.arange(n), _classes(contrast, n, num_classes, "contrast")] -= 1.0
+        contrasts = _classes(contrast, n, num_classes, "contrast")
+        if targets is not None and (wanted == contrasts).any():
+            _same_class(int(np.argmax(wanted == contrasts)), wanted)
+        weights[np.arange(n), contrasts] -= 1.0
     return weights
+
+
+def _same_class(sample: int, targets: np.ndarray) -> None:
+    raise ValueError(
+        f"contrast: sample {sample} has contrast equal to its target ({int(targets[sample])}); "
+        "the difference would be zero. Choose a different class to compare against."
+    )
 
 
 def predicted_classes(outputs: np.ndarray) -> np.ndarray:
@@ -53,12 +61,7 @@ def resolve(weights: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.nd
     predicted = predicted_classes(outputs)
     resolved = weights[:, :num_classes].copy()
     resolved[np.arange(n), predicted] += weights[:, num_classes]
-    targets = np.where(weights[:, num_classes] > 0, predicted, resolved.argmax(axis=1))
-    empty = ~resolved.any(axis=1)
-    if empty.any():
-        i = int(np.argmax(empty))
-        raise ValueError(
-            f"contrast: sample {i} has contrast equal to its target ({int(targets[i])}); "
-            "the difference would be zero. Choose a different class to compare against."
-        )
-    return targets, resolved
+    explained = resolved.any(axis=1)
+    if not explained.all():  # (request already refused a given target equal to its contrast)
+        _same_class(int(np.argmin(explained)), predicted)
+    return resolved.argmax(axis=1), resolved  # targets: the one +1 (a contrast is -1)

@@ -243,8 +243,8 @@ class CompiledModel:
         scores = y if self.logit_layer is None else tf.reshape(tf.cast(self._logits.value, tf.float32), tf.shape(y))
         return y, scores
 
-    def _explained(self, x: Any, weights: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Outputs, scores and the explained score ``sum(scores * w, 1)``.
+    def _explained(self, x: Any, weights: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Outputs and the explained score ``sum(scores * w, 1)``.
 
         ``weights`` is ``(n, C + 1)``: class weights, then a weight on the predicted class
         (the argmax of the outputs), so a target need not be known before the pass.
@@ -252,7 +252,7 @@ class CompiledModel:
         outputs, scores = self._outputs_and_scores(x)
         predicted = tf.one_hot(tf.argmax(outputs, axis=1), tf.shape(scores)[1])
         w = weights[:, :-1] + weights[:, -1:] * predicted
-        return outputs, scores, tf.reduce_sum(scores * w, axis=1)
+        return outputs, tf.reduce_sum(scores * w, axis=1)
 
     def _call(self, key: tuple, build: Callable[[], Callable], hooks: tuple, *args: Any, open_args: int = 0) -> Any:
         """Call the compiled function ``key`` (built on first use) on numpy ``args``.
@@ -323,7 +323,7 @@ class CompiledModel:
         return self._call(("masked_scores", shared, own), build, (), *args, open_args=1).numpy()
 
     def gradients(self, x: Any, weights: np.ndarray, hooks: tuple = (), key: tuple = ()) -> tuple:
-        """Gradient of the explained score w.r.t. the inputs, the score, outputs and scores.
+        """Gradient of the explained score w.r.t. the inputs, the score and the outputs.
 
         ``hooks``: extra ``(layer, make_wrapper)`` pairs installed while tracing, e.g. to
         modify the backward pass; ``key`` names that variant's compiled function.
@@ -333,29 +333,29 @@ class CompiledModel:
             def fn(x, weights):
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    outputs, scores, score = self._explained(x, weights)
+                    outputs, score = self._explained(x, weights)
                 grads = tape.gradient(score, x)
                 if any(g is None for g in tf.nest.flatten(grads)):
                     raise GradientBreak("inputs")
-                return grads, score, outputs, scores
+                return grads, score, outputs
 
             return fn
 
         return _numpy(self._call(("gradients",) + key, build, hooks, x, np.asarray(weights, np.float32)))
 
     def layer_gradients(self, x: Any, weights: np.ndarray, layer: keras.layers.Layer, hooks: tuple = (), key: tuple = ()) -> tuple:
-        """Gradient of the explained score w.r.t. a layer's output, the score, outputs, scores
+        """Gradient of the explained score w.r.t. a layer's output, the score, the outputs
         and that layer's output (``hooks``, ``key``: as in :meth:`gradients`)."""
         slot = self._slot(("layer_gradients", id(layer)) + key)
 
         def build():
             def fn(x, weights):
                 with tf.GradientTape() as tape:
-                    outputs, scores, score = self._explained(x, weights)
+                    outputs, score = self._explained(x, weights)
                 grads = tape.gradient(score, slot.value)
                 if grads is None:
                     raise GradientBreak(layer.name)
-                return grads, score, outputs, scores, slot.value
+                return grads, score, outputs, slot.value
 
             return fn
 
@@ -383,7 +383,7 @@ class CompiledModel:
                 with tf.GradientTape() as tape:
                     tape.watch(activations)
                     slot.value = activations
-                    _, _, score = self._explained(x, weights)
+                    _, score = self._explained(x, weights)
                 grads = tape.gradient(score, activations)
                 if grads is None:
                     raise GradientBreak(layer.name)
@@ -415,7 +415,7 @@ class CompiledModel:
             x = _to_tensors(x)
             tape.watch([t for t in tf.nest.flatten(x) if t.dtype.is_floating])
             with self._hooks(*[(layer, _log_calls(layer, calls)) for layer in layers]):
-                _, _, score = self._explained(x, tf.constant(weights, tf.float32))
+                _, score = self._explained(x, tf.constant(weights, tf.float32))
         broken = []
         for call in calls:
             if not tf.is_tensor(call.output) or tape.gradient(score, call.output) is None:

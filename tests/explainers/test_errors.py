@@ -31,8 +31,11 @@ def test_targets_are_checked(digits_model, digits_data):
         tek.Saliency(digits_model).explain(x, targets=[1, 2])
     with pytest.raises(TypeError, match="targets: expected None, an int or an int array"):
         tek.Saliency(digits_model).explain(x, targets=1.5)
-    with pytest.raises(ValueError, match="contrast: sample 0 has contrast equal to its target"):
+    with pytest.raises(ValueError, match=r"contrast: sample 0 has contrast equal to its target \(1\)"):
         tek.Saliency(digits_model).explain(x, targets=[1, 2, 3], contrast=1)
+    predicted = digits_model.predict(x, verbose=0).argmax(axis=1)
+    with pytest.raises(ValueError, match=rf"contrast: sample 1 has contrast equal to its target \({predicted[1]}\)"):
+        tek.Saliency(digits_model).explain(x, contrast=[(predicted[0] + 1) % 10, predicted[1], predicted[2]])
 
 
 def test_a_non_differentiable_layer_is_named(dense_model):

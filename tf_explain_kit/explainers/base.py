@@ -86,12 +86,12 @@ def _warn_if_degenerate(method: str, attributions: Any) -> None:
     arrays = flat_inputs(attributions)
     n = len(arrays[0])
     flat = arrays[0].reshape(n, -1) if len(arrays) == 1 else np.concatenate([a.reshape(n, -1) for a in arrays], axis=1)
-    nan = ~np.isfinite(flat).all(axis=1)
-    if nan.any():
-        warnings.warn(f"{method}: attributions are NaN or infinite for samples {np.flatnonzero(nan)[:10].tolist()}. {_CAUSES}", RuntimeWarning, stacklevel=3)
-    zero = ~flat.any(axis=1)
-    if zero.any():
-        warnings.warn(f"{method}: attributions are all zero for samples {np.flatnonzero(zero)[:10].tolist()}. {_CAUSES}", RuntimeWarning, stacklevel=3)
+    finite = np.isfinite(flat).all(axis=1)
+    if not finite.all():
+        warnings.warn(f"{method}: attributions are NaN or infinite for samples {np.flatnonzero(~finite)[:10].tolist()}. {_CAUSES}", RuntimeWarning, stacklevel=3)
+    nonzero = flat.any(axis=1)
+    if not nonzero.all():
+        warnings.warn(f"{method}: attributions are all zero for samples {np.flatnonzero(~nonzero)[:10].tolist()}. {_CAUSES}", RuntimeWarning, stacklevel=3)
 
 
 def require_float_inputs(x: Inputs, adapter: ModelAdapter, method: str) -> None:
