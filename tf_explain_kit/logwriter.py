@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from typing import Any
 
 import google_crc32c
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
@@ -49,9 +50,10 @@ _SCALAR = tensor_shape_pb2.TensorShapeProto()
 
 
 @functools.lru_cache(maxsize=4096)  # the same tags come back every epoch
-def _image_metadata(tag: str) -> summary_pb2.SummaryMetadata:
-    meta = image_metadata.create_summary_metadata(display_name=tag, description="")
-    meta.data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+def _metadata(plugin: Any, data_class: int, tag: str) -> summary_pb2.SummaryMetadata:
+    """A TensorBoard plugin's summary metadata for ``tag`` (``plugin``: its metadata module)."""
+    meta = plugin.create_summary_metadata(display_name=tag, description="")
+    meta.data_class = data_class
     return meta
 
 
@@ -102,17 +104,13 @@ class SummaryWriter:
 
     def images(self, step: int, pictures: list[tuple[str, bytes]]) -> None:
         """PNG images for the Images dashboard, ``(tag, png)`` pairs, in one event."""
-        self._write(step, *(_value(tag, [*(str(side).encode() for side in _png_size(png)), png], _image_metadata(tag)) for tag, png in pictures))
+        self._write(step, *(_value(tag, [*(str(side).encode() for side in _png_size(png)), png], _metadata(image_metadata, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, tag)) for tag, png in pictures))
 
     def text(self, tag: str, step: int, markdown: str) -> None:
-        meta = text_metadata.create_summary_metadata(display_name=tag, description="")
-        meta.data_class = summary_pb2.DATA_CLASS_TENSOR
-        self._write(step, _value(tag, markdown.encode(), meta))
+        self._write(step, _value(tag, markdown.encode(), _metadata(text_metadata, summary_pb2.DATA_CLASS_TENSOR, tag)))
 
     def scalar(self, tag: str, step: int, value: float) -> None:
-        meta = scalar_metadata.create_summary_metadata(display_name=tag, description="")
-        meta.data_class = summary_pb2.DATA_CLASS_SCALAR
-        self._write(step, _value(tag, float(value), meta))
+        self._write(step, _value(tag, float(value), _metadata(scalar_metadata, summary_pb2.DATA_CLASS_SCALAR, tag)))
 
     def flush(self) -> None:
         self._writer.flush()

@@ -191,20 +191,20 @@ def markdown_table(
     maps = attribution_maps(explanation.attributions) if kind == "image" else np.asarray(explanation.attributions).reshape(n, -1)
     header = ["sample", "true", "predicted (p)", "explained"] + ["peak (row, col)" if kind == "image" else "top attributions"] + list(per_sample)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    p = explanation.predictions
+    predicted, confidence = (p.argmax(axis=1), p.max(axis=1)) if p.shape[1] > 1 else ((p[:, 0] > 0.5).astype(int), p[:, 0])
+    if kind == "image":
+        peaks = np.stack(np.unravel_index(np.abs(maps).reshape(n, -1).argmax(axis=1), maps.shape[1:3]), axis=1).tolist()
     for i in range(n):
-        p = explanation.predictions[i]
-        predicted = int(np.argmax(p)) if len(p) > 1 else int(p[0] > 0.5)
-        confidence = float(p.max()) if len(p) > 1 else float(p[0])
         if kind == "image":
-            peak = np.unravel_index(np.argmax(np.abs(maps[i])), maps[i].shape)
-            top = f"({peak[0]}, {peak[1]})"
+            top = f"({peaks[i][0]}, {peaks[i][1]})"
         elif kind == "text" and tokens is not None:
             top = highlighted_tokens(tokens[i], maps[i][: len(tokens[i])])
         else:
             names = feature_names or [f"x{j}" for j in range(maps.shape[1])]
             top = top_features(maps[i], names)
         true = _label(labels[i], class_names) if labels is not None else "–"
-        cells = [str(int(ids[i])), true, f"{_label(predicted, class_names)} ({confidence:.2f})", _label(explanation.targets[i], class_names), top]
+        cells = [str(int(ids[i])), true, f"{_label(int(predicted[i]), class_names)} ({float(confidence[i]):.2f})", _label(explanation.targets[i], class_names), top]
         cells += [f"{float(per_sample[k][i]):.3g}" for k in per_sample]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
