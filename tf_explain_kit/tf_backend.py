@@ -265,7 +265,7 @@ class CompiledModel:
         """
         closed = len(args) - open_args
         shape = lambda t, i: (None,) * t.ndim if i >= closed else (None, *t.shape[1:])  # noqa: E731
-        key += tuple((t.dtype, shape(t, i)) for i, a in enumerate(args) for t in tf.nest.flatten(a))
+        key += tuple((tf.as_dtype(t.dtype), shape(t, i)) for i, a in enumerate(args) for t in tf.nest.flatten(a))  # strings of any width: one key
         if not all(isinstance(a, np.ndarray) for a in args):  # lists or dicts of inputs: their structure too
             key += (str(tf.nest.map_structure(lambda _: 0, args)),)
         if key not in self._functions:

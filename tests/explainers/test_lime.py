@@ -251,6 +251,14 @@ def test_lime_text_equals_lime_and_finds_the_sentiment_word(text_models):
         assert tokens[int(np.argmax(ours.attributions[i, : len(tokens)]))] in sentiment
 
 
+def test_strings_of_any_length_share_one_compiled_function(text_models):
+    adapter = LimeText(text_models[1], score="probabilities").adapter
+    for text in ("good", "a much longer review of the movie"):
+        adapter.forward(adapter.prepare(np.array([[text]])))
+    forward = [f for key, f in adapter._backend._functions.items() if key[0] == "forward"]
+    assert len(forward) == 1 and forward[0].experimental_get_tracing_count() == 1
+
+
 def test_lime_text_token_id_model_with_tokenizer(text_models, vectorizer):
     ids_model, string_model = text_models
     texts = ["awful movie", "the plot was great"]
