@@ -119,7 +119,7 @@ class ExplainCallback(keras.callbacks.Callback):
         if not self.chief:
             return
         self._writer = SummaryWriter(self.log_dir)
-        self._logging, self._pending = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tf-explain-kit"), []
+        self._logging, self._pending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-explain-kit"), []
         weakref.finalize(self, self._writer.close)  # closed even if training dies before on_train_end
         blobs = logformat.samples_payload(self.x, self.labels, self.ids, self.kind, self.class_names, self.feature_names, self._tokens())
         self._writer.blobs(logformat.SAMPLES_TAG, 0, blobs, "samples")
