@@ -194,7 +194,7 @@ class ModelAdapter:
                 bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
                 raise ValueError(f"{name}: samples {bad[:10].tolist()} contain NaN or infinite values; clean or drop them before explaining.")
         floats = lambda a: a.astype(np.float32, copy=False) if a.dtype.kind in "fb" else a  # noqa: E731
-        x = floats(x) if isinstance(x, np.ndarray) else map_inputs(floats, x)
+        x = map_inputs(floats, x)
         self._ready(x)
         return x
 

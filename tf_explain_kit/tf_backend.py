@@ -190,7 +190,7 @@ def scale_gradient(y: Any, factor: Callable[[Any], Any]) -> Any:
 
 
 def _to_tensors(x: Any) -> Any:
-    return tf.constant(x) if isinstance(x, np.ndarray) else tf.nest.map_structure(tf.constant, x)
+    return tf.nest.map_structure(tf.constant, x)
 
 
 def _numpy(x: Any) -> Any:
