@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-import tensorflow as tf
-
 import tf_explain_kit as tek
 from tf_explain_kit import examples
 
@@ -13,20 +9,6 @@ from . import models
 from .harness import compare
 
 SAMPLES = 32
-
-
-def _forward_backward(model: keras.Model, x: np.ndarray, target: int):
-    """The compute limit: the input gradient of one logit, compiled, on the same batch."""
-
-    @tf.function
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            score = model(x, training=False)[:, target]
-        return tape.gradient(score, x)
-
-    batch = tf.constant(x)
-    return lambda: step(batch).numpy()
 
 
 def run(quick: bool) -> list[dict]:
@@ -41,13 +23,14 @@ def run(quick: bool) -> list[dict]:
     ]
     rows = []
     for name, model, x, repeats in cases:
+        bare, batch = models.bare_gradient(model), models.prebuilt(x, len(x))
         for rule in ("epsilon", "composite"):
             explainer = tek.LRP(model, rule=rule)
             rows.append(
                 compare(
                     f"LRP {rule}, {name}, {SAMPLES} samples",
                     lambda: explainer.explain(x, targets=0),
-                    limit=_forward_backward(model, x, 0),
+                    limit=lambda: bare(batch),
                     repeats=2 if quick else repeats,
                     note="limit: one compiled forward + backward (input gradient) on the same batch",
                 )
