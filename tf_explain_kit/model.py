@@ -56,6 +56,10 @@ def image_position(x: Inputs, argument: str = "inputs") -> int:
     raise ValueError(f"{argument}: this method needs a float image input of shape (N, H, W[, C]), got inputs of shapes {shapes}.")
 
 
+def _slices(n: int, size: int) -> list[slice]:
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
 def concat_batches(parts: list[Any]) -> Any:
     return keras.tree.map_structure(lambda *p: np.concatenate(p, axis=0), *parts)
 
@@ -325,6 +329,32 @@ class ModelAdapter:
         except GradientBreak:
             raise self._explain_break(x, weights) from None
 
+    def paired_gradients(self, x: Inputs, weights: np.ndarray, references: Inputs, reference_weights: np.ndarray, hooks: tuple, key: tuple, phases: Any, aligned: bool) -> tuple:
+        """DeepLIFT-style passes over (sample, reference) pairs, batched (see
+        :meth:`tf_backend.CompiledModel.paired_gradients`): ``(attributions, score, outputs,
+        reference scores)``. Unless ``aligned``, every sample meets every reference; a call
+        takes as many samples as fit and the references in blocks that fill it, so the
+        references' own pass costs ``1/samples`` of the pairs' (one sample per call on a large
+        model: one reference per call)."""
+        weights = self._with_predicted(weights)
+        self._ready(x)
+        n, b, size = num_samples(x), num_samples(references), self.default_batch_size(x)
+        run = lambda rows, refs: self._backend.paired_gradients(take(x, rows), weights[rows], take(references, refs), reference_weights[refs], hooks, key, phases, aligned)  # noqa: E731
+        try:
+            if aligned:
+                return concat_batches([run(rows, rows) for rows in _slices(n, size)])
+            per_sample = min(n, size)
+            total, reference_scores = None, []
+            for refs in _slices(b, max(1, size // per_sample)):
+                results = [run(rows, refs) for rows in _slices(n, per_sample)]
+                attributions, score, outputs = concat_batches([r[:3] for r in results])
+                reference_scores.append(results[0][3])
+                attributions = map_inputs(lambda a: a.astype(np.float64), attributions)
+                total = (attributions, score, outputs) if total is None else (map_inputs(np.add, total[0], attributions), *total[1:])
+        except GradientBreak:
+            raise self._explain_break(x, weights) from None
+        return map_inputs(lambda a: a.astype(np.float32), total[0]), total[1], total[2], np.concatenate(reference_scores)
+
     def layer_output(self, x: Inputs, layer: keras.layers.Layer) -> np.ndarray:
         return self._batched(lambda xb: self._backend.layer_output(xb, layer), x)
 
@@ -335,10 +365,6 @@ class ModelAdapter:
             return self._batched(lambda xb, wb, ab: self._backend.gradients_at_layer(xb, wb, layer, ab), x, weights, activations)
         except GradientBreak:
             raise self._explain_break(x, weights) from None
-
-    def symbolic_scores(self, x: Any) -> Any:
-        """Explained scores of backend tensors ``x`` as a backend tensor (unbatched, traceable)."""
-        return self._backend.traced_scores(x)
 
     def _explain_break(self, x: Inputs, weights: np.ndarray) -> ValueError:
         broken = self._backend.gradient_breaks(take(x, slice(0, 1)), weights[:1], [l for l in self.layers if _is_leaf(l)])
@@ -370,6 +396,13 @@ class ModelAdapter:
                     return candidate
         names = ", ".join(repr(l.name) for l in pool[-12:]) or "none"
         raise ValueError(f"{argument}: no layer {getattr(layer, 'name', layer)!r} in model '{self.model.name}'. Candidates: {names}.")
+
+    def probe(self, x: Inputs, operations: Sequence[Any]) -> tuple[list[LayerCall], list]:
+        """Every call of ``operations`` (layers or operations) in one eager pass over ``x``,
+        and the input tensors of that pass, with the adapter's output and score choices."""
+        self._ready(x)
+        _, calls, inputs = self._backend.probe_inputs(x, list(operations))
+        return calls, inputs
 
     def output_shape(self, layer: keras.layers.Layer) -> tuple | None:
         shapes = [c.output_shape for c in self._calls if c.layer is layer]

@@ -14,13 +14,15 @@ hooks are installed around every call (a cheap attribute swap).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["CompiledModel", "GradientBreak", "LayerCall"]
+from .structure import all_layers
+
+__all__ = ["CompiledModel", "GradientBreak", "LayerCall", "OpReport", "classify_call", "float32_compute", "with_backward"]
 
 
 class GradientBreak(Exception):
@@ -28,12 +30,14 @@ class GradientBreak(Exception):
 
 
 class LayerCall:
-    """What a hook saw of one layer call during a probe."""
+    """What a hook saw of one layer (or operation) call during a probe: its tensor
+    arguments (``inputs``, positional only), its ``output`` and the raw ``args``/``kwargs``."""
 
-    def __init__(self, layer: keras.layers.Layer, inputs: list, output: Any):
+    def __init__(self, layer: keras.layers.Layer, inputs: list, output: Any, args: tuple = (), kwargs: dict | None = None):
         self.layer = layer
         self.inputs = inputs
         self.output = output
+        self.args, self.kwargs = args, kwargs or {}
 
     @property
     def output_shape(self) -> tuple | None:
@@ -41,17 +45,31 @@ class LayerCall:
 
 
 @contextlib.contextmanager
-def _hooked(layer: keras.layers.Layer, make_wrapper: Callable[[Callable], Callable]) -> Iterator[None]:
-    had_own = "call" in layer.__dict__
-    original = layer.call
-    object.__setattr__(layer, "call", make_wrapper(original))
+def _hooked(layer: keras.layers.Layer, make_wrapper: Callable[[Callable], Callable], attribute: str = "call") -> Iterator[None]:
+    had_own = attribute in layer.__dict__
+    original = getattr(layer, attribute)
+    object.__setattr__(layer, attribute, make_wrapper(original))
     try:
         yield
     finally:
         if had_own:
-            object.__setattr__(layer, "call", original)
+            object.__setattr__(layer, attribute, original)
         else:
-            object.__delattr__(layer, "call")
+            object.__delattr__(layer, attribute)
+
+
+@contextlib.contextmanager
+def float32_compute(layers: Iterable[keras.layers.Layer]) -> Iterator[None]:
+    """Trace ``layers`` with float32 compute (their variables are float32 already): under a
+    ``mixed_float16`` or ``mixed_bfloat16`` policy, explanations are computed in float32."""
+    changed = [(layer, layer.dtype_policy) for layer in layers if getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16")]
+    for layer, _ in changed:
+        layer.dtype_policy = "float32"
+    try:
+        yield
+    finally:
+        for layer, policy in changed:
+            layer.dtype_policy = policy
 
 
 class _Slot:
@@ -111,7 +129,7 @@ def _log_calls(layer: keras.layers.Layer, calls: list[LayerCall]) -> Callable[[C
     def make(original):
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
-            calls.append(LayerCall(layer, [a for a in tf.nest.flatten(args) if tf.is_tensor(a)], out))
+            calls.append(LayerCall(layer, [a for a in tf.nest.flatten(args) if tf.is_tensor(a)], out, args, kwargs))
             return out
 
         return call
@@ -119,42 +137,60 @@ def _log_calls(layer: keras.layers.Layer, calls: list[LayerCall]) -> Callable[[C
     return make
 
 
+def with_backward(fn: Callable, inputs: Any, backward: Callable, record: bool = True) -> Any:
+    """``fn(inputs)`` as it is, with the gradient for ``inputs`` (a tensor or a structure of
+    tensors) given by ``backward(inputs, y, upstream, pull)`` in the same structure (None for
+    an input that gets no gradient).
+
+    ``pull()`` gives ``(y, vjp)`` for the recorded pass (``record=True``) and ``pull(f)`` gives
+    ``(f(inputs), vjp)`` for another function of the inputs, where ``vjp(v)`` is the
+    vector-Jacobian product in the inputs' structure; ``pull(f, at)`` differentiates
+    ``f(at)`` w.r.t. ``at`` instead (a tensor or structure the backward pass built). The
+    forward pass runs once.
+    """
+    flat = tf.nest.flatten(inputs)
+
+    @tf.custom_gradient
+    def run(*tensors):
+        structured = tf.nest.pack_sequence_as(inputs, list(tensors))
+        if record:
+            with tf.GradientTape() as tape:
+                tape.watch([t for t in tensors if t.dtype.is_floating])
+                y = fn(structured)
+        else:
+            y = fn(structured)
+
+        def pull(f=None, at=None):
+            if f is None:
+                return y, lambda v: tape.gradient(y, structured, output_gradients=v)
+            at = structured if at is None else at
+            with tf.GradientTape() as inner:
+                inner.watch([t for t in tf.nest.flatten(at) if t.dtype.is_floating])
+                out = f(at)
+            return out, lambda v: inner.gradient(out, at, output_gradients=v)
+
+        def grad(*upstream, variables=None):
+            result = tf.nest.flatten(backward(structured, y, upstream[0] if len(upstream) == 1 else list(upstream), pull))
+            result = [None if g is None else tf.cast(g, t.dtype) for g, t in zip(result, tensors)]
+            return (result, [None] * len(variables)) if variables else result
+
+        return y, grad
+
+    return run(*flat)
+
+
 def custom_backward(backward: Callable) -> Callable[[Callable], Callable]:
     """A hook factory: the layer's forward pass as it is, its backward pass replaced.
 
-    ``backward(a, z, upstream, pull)`` returns the gradient for the layer's first input
-    ``a`` given its output ``z`` and the upstream gradient; ``pull()`` gives ``(z, vjp)``
-    for the layer's own recorded pass and ``pull(fn)`` gives ``(fn(a), vjp)`` for another
-    function of ``a`` (for example the layer with modified weights), where ``vjp(v)`` is
-    the vector-Jacobian product; ``pull(fn, at)`` differentiates ``fn(at)`` w.r.t. ``at``
-    instead (a tensor the backward pass built). The forward pass is recorded once and not
-    recomputed.
+    ``backward(a, z, upstream, pull)`` returns the gradient for the layer's first argument
+    ``a`` (a tensor, or the list a ``Multiply`` layer takes) given its output ``z`` and the
+    upstream gradient; ``pull`` is :func:`with_backward`'s. The forward pass is recorded
+    once and not recomputed.
     """
 
     def make(original):
         def call(inputs, *args, **kwargs):
-            @tf.custom_gradient
-            def run(a):
-                with tf.GradientTape() as tape:
-                    tape.watch(a)
-                    z = original(a, *args, **kwargs)
-
-                def pull(fn=None, at=None):
-                    if fn is None:
-                        return z, lambda v: tape.gradient(z, a, output_gradients=v)
-                    at = a if at is None else at
-                    with tf.GradientTape() as inner:
-                        inner.watch(at)
-                        out = fn(at)
-                    return out, lambda v: inner.gradient(out, at, output_gradients=v)
-
-                def grad(upstream, variables=None):
-                    result = backward(a, z, upstream, pull)
-                    return (result, [None] * len(variables)) if variables else result
-
-                return z, grad
-
-            return run(inputs)
+            return with_backward(lambda a: original(a, *args, **kwargs), inputs, backward)
 
         return call
 
@@ -215,6 +251,7 @@ class CompiledModel:
         self._functions: dict[tuple, Callable] = {}
         self._graphs: dict[tuple, Callable] = {}  # their concrete functions, traced outside any strategy
         self._slots: dict[tuple, _Slot] = {}  # one per compiled function: shared by all its traces
+        self._all_layers = list(all_layers(model))
 
     def _slot(self, key: tuple) -> _Slot:
         """The slot of compiled function ``key``. A function retraces (on another device, under
@@ -224,11 +261,14 @@ class CompiledModel:
 
     # -- tracing helpers -------------------------------------------------------------
     @contextlib.contextmanager
-    def _hooks(self, *extra: tuple[keras.layers.Layer, Callable]) -> Iterator[None]:
+    def _hooks(self, *extra: tuple) -> Iterator[None]:
+        """Install ``(layer, make_wrapper[, attribute])`` hooks (on ``call`` by default), with
+        float32 compute for every layer (see :func:`float32_compute`)."""
         # Extra hooks go beneath the logit hook, so the explained score is what they return.
         with contextlib.ExitStack() as stack:
-            for layer, make_wrapper in extra:
-                stack.enter_context(_hooked(layer, make_wrapper))
+            stack.enter_context(float32_compute(self._all_layers))
+            for hook in extra:
+                stack.enter_context(_hooked(*hook))
             if self.logit_layer is not None:
                 stack.enter_context(_hooked(self.logit_layer, _strip_activation(self.logit_layer, self._logits)))
             yield
@@ -362,6 +402,48 @@ class CompiledModel:
         hooks = tuple(hooks) + ((layer, _record(slot)),)
         return _numpy(self._call(("layer_gradients", id(layer)) + key, build, hooks, x, np.asarray(weights, np.float32)))
 
+    def paired_gradients(self, samples: Any, weights: np.ndarray, references: Any, reference_weights: np.ndarray, hooks: tuple, key: tuple, phases: Any, aligned: bool) -> tuple:
+        """Attributions ``Σ_j w_j (x_i − r_j) · ∂score/∂x`` over (sample, reference) pairs,
+        with hooks that see the references first (DeepLIFT's two passes in one call).
+
+        The model runs on ``references`` after ``phases.reference()`` (no gradient), then on
+        the pairs after ``phases.pairs(aligned)``, under a tape: every sample with every
+        reference, sample-major (``aligned=False``), or sample ``i`` with reference ``i``.
+        ``weights`` ``(n, C + 1)`` as in :meth:`gradients`; ``reference_weights`` ``(b,)``.
+        Returns the summed attributions (the samples' structure), the score ``(n,)`` and
+        outputs ``(n, C)`` of the samples, and the references' scores ``(b, C)``.
+        """
+
+        def build():
+            def fn(samples, weights, references, reference_weights):
+                phases.reference()
+                _, reference_scores = self._outputs_and_scores(references)
+                b = tf.shape(reference_weights)[0]
+                pairs = samples if aligned else tf.nest.map_structure(lambda s: tf.repeat(s, b, axis=0), samples)
+                phases.pairs(aligned)
+                with tf.GradientTape() as tape:
+                    tape.watch(pairs)
+                    outputs, score = self._explained(pairs, weights if aligned else tf.repeat(weights, b, axis=0))
+                grads = tape.gradient(score, pairs)
+                if any(g is None for g in tf.nest.flatten(grads)):
+                    raise GradientBreak("inputs")
+
+                def summed(x, r, g):
+                    if aligned:
+                        return (x - r) * g * tf.reshape(reference_weights, [-1] + [1] * (len(x.shape) - 1))
+                    per_pair = tf.reshape(g, tf.concat([[-1, b], tf.shape(g)[1:]], 0)) * (x[:, None] - r[None])
+                    return tf.einsum("nb...,b->n...", per_pair, reference_weights)
+
+                attributions = tf.nest.map_structure(summed, samples, references, grads)
+                if not aligned:  # every pair of a sample has its outputs and score
+                    outputs, score = outputs[::b], score[::b]
+                return attributions, score, outputs, reference_scores
+
+            return fn
+
+        args = (samples, np.asarray(weights, np.float32), references, np.asarray(reference_weights, np.float32))
+        return _numpy(self._call(("paired", aligned) + key, build, hooks, *args))
+
     def layer_output(self, x: Any, layer: keras.layers.Layer) -> np.ndarray:
         slot = self._slot(("layer_output", id(layer)))
 
@@ -395,18 +477,19 @@ class CompiledModel:
         grads, score = self._call(("gradients_at_layer", id(layer)), build, ((layer, _replace(slot)),), *args)
         return grads.numpy(), score.numpy()
 
-    def traced_scores(self, x: Any) -> tf.Tensor:
-        """The explained scores as a tensor, for tracing inside another library's graph (shap)."""
-        with self._hooks():
-            return self._outputs_and_scores(x)[1]
-
     # -- eager probes (run once per model, or to explain an error) ----------------------
     def probe(self, x: Any, layers: list[keras.layers.Layer]) -> tuple[Any, list[LayerCall]]:
-        """Run the model eagerly on ``x`` and record every call of ``layers`` in order."""
+        """Run the model eagerly on ``x`` and record every call of ``layers`` in order
+        (completed calls: a layer that calls others is listed after them)."""
+        return self.probe_inputs(x, layers)[:2]
+
+    def probe_inputs(self, x: Any, layers: list) -> tuple[Any, list[LayerCall], list]:
+        """As :meth:`probe`, also returning the input tensors the model was called on."""
         calls: list[LayerCall] = []
+        tensors = _to_tensors(x)
         with self._hooks(*[(layer, _log_calls(layer, calls)) for layer in layers]):
-            y = self.model(_to_tensors(x), training=False)
-        return _numpy(y), calls
+            y = self.model(tensors, training=False)
+        return _numpy(y), calls, tf.nest.flatten(tensors)
 
     def gradient_breaks(self, x: Any, weights: np.ndarray, layers: list[keras.layers.Layer]) -> list[keras.layers.Layer]:
         """Layers whose output carries a gradient of the score while their inputs do not."""
@@ -492,3 +575,110 @@ def distributed_map(strategy: tf.distribute.Strategy | None, dataset: tf.data.Da
     for element in distributed:
         results = strategy.run(replica, args=(element,))
         yield _numpy(tf.nest.map_structure(lambda value: strategy.gather(value, axis=0), results))
+
+
+# -- what a layer's own TensorFlow ops do (for layers the propagation rules do not know) -----------
+class OpReport(NamedTuple):
+    """How a call's output depends on its varying inputs, read off its TensorFlow ops.
+
+    ``kind``: ``"linear"`` (only linear ops: sums, scaling by constants, reshaping,
+    convolutions with fixed kernels...), ``"elementwise"`` (an elementwise function of its one
+    varying input, such as ``x * sigmoid(x)``), ``"product"`` (one product of two varying
+    tensors, the rest linear) or ``"nonlinear"``; ``ops``: the op types that decided it.
+    """
+
+    kind: str
+    ops: tuple[str, ...] = ()
+
+
+_STRUCTURAL_OPS = {
+    "Identity", "IdentityN", "Reshape", "Transpose", "ConcatV2", "Concat", "Pack", "Unpack", "Split", "SplitV", "Slice",
+    "StridedSlice", "Squeeze", "ExpandDims", "Tile", "BroadcastTo", "Pad", "PadV2", "ReverseV2", "GatherV2", "GatherNd",
+    "Cast", "EnsureShape", "StopGradient", "PreventGradient", "SelectV2", "Select", "ZerosLike", "OnesLike", "Shape", "ShapeN",
+    "Size", "Rank", "Fill", "NoOp", "Const", "Placeholder", "ReadVariableOp", "Range",
+}  # fmt: skip
+_LINEAR_OPS = _STRUCTURAL_OPS | {
+    "AddV2", "Add", "AddN", "Sub", "Neg", "BiasAdd", "Sum", "Mean", "Cumsum", "Conv2D", "Conv3D", "DepthwiseConv2dNative",
+    "Conv2DBackpropInput", "Conv3DBackpropInputV2", "AvgPool", "AvgPool3D", "ResizeBilinear", "ResizeNearestNeighbor",
+    "ResizeBicubic", "ResizeArea", "MatrixBandPart",
+}  # fmt: skip
+_BILINEAR_OPS = {"Mul", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "RealDiv", "DivNoNan", "Div"}  # linear in one varying operand
+_DIVISIONS = {"RealDiv", "DivNoNan", "Div"}
+_ELEMENTWISE_OPS = {
+    "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Erf", "Erfc", "Exp", "Expm1",
+    "Log", "Log1p", "Square", "Sqrt", "Rsqrt", "Reciprocal", "Inv", "Abs", "Sin", "Cos", "ClipByValue", "Maximum", "Minimum",
+    "Pow", "SquaredDifference", "Mul", "AddV2", "Add", "Sub", "RealDiv", "DivNoNan", "Neg", "Identity", "Cast", "BiasAdd",
+    "SelectV2", "Select", "EnsureShape", "Softplus", "Gelu",
+}  # fmt: skip
+_PRODUCTS = {"Mul", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum"}
+
+
+def classify_call(fn: Callable, args: tuple, kwargs: dict, varying: Callable[[Any], bool], inner: list) -> OpReport:
+    """Trace ``fn(*args, **kwargs)`` (the tensors replaced by placeholders of their shapes)
+    and classify the ops it creates itself, outside the calls of the ``inner`` layers, that
+    depend on the tensors ``varying(tensor)`` selects (float tensors that depend on the
+    model's input)."""
+    flat = tf.nest.flatten((args, kwargs))
+    positions = [i for i, t in enumerate(flat) if tf.is_tensor(t)]
+    chosen = [i for i in positions if flat[i].dtype.is_floating and varying(flat[i])]
+    ranges: list[tuple[int, int]] = []
+
+    def count() -> int:
+        return len(tf.compat.v1.get_default_graph().get_operations())
+
+    def bracket(original):
+        def call(*a, **k):
+            start = count()
+            out = original(*a, **k)
+            ranges.append((start, count()))
+            return out
+
+        return call
+
+    def traced(*tensors):
+        values = list(flat)
+        for i, t in zip(positions, tensors):
+            values[i] = t
+        a, k = tf.nest.pack_sequence_as((args, kwargs), values)
+        return fn(*a, **k)
+
+    specs = [tf.TensorSpec(flat[i].shape, flat[i].dtype) for i in positions]
+    with contextlib.ExitStack() as stack:
+        for layer in inner:
+            stack.enter_context(_hooked(layer, bracket))
+        graph = tf.function(traced, autograph=False).get_concrete_function(*specs).graph
+    operations = graph.get_operations()
+    inner_ops = {id(op) for start, end in ranges for op in operations[start:end]}
+    placeholders = [t for t in graph.inputs[: len(positions)]]
+    dependent = {id(placeholders[positions.index(i)]) for i in chosen}
+    elementwise = set(dependent) if len(chosen) == 1 else set()  # tensors that are an elementwise function of the one varying input
+    shape = tuple(placeholders[positions.index(chosen[0])].shape) if len(chosen) == 1 else None
+    found: dict[str, list[str]] = {"nonlinear": [], "elementwise": [], "product": []}
+    for op in operations:
+        deps = [t for t in op.inputs if id(t) in dependent]
+        if not deps:
+            continue
+        for out in op.outputs:
+            if out.dtype.is_floating:
+                dependent.add(id(out))
+        if id(op) in inner_ops:
+            continue
+        kind = op.type
+        linear = kind in _LINEAR_OPS or (kind in _BILINEAR_OPS and len(deps) == 1 and (kind not in _DIVISIONS or op.inputs[0] is deps[0]))
+        keeps_shape = all(tuple(out.shape) == shape for out in op.outputs)
+        if kind in _ELEMENTWISE_OPS and keeps_shape and all(id(t) in elementwise for t in deps):
+            elementwise.update(id(out) for out in op.outputs)
+            if not linear:
+                found["elementwise"].append(kind)
+        elif not linear:
+            found["product" if kind in _PRODUCTS and len(deps) == 2 else "nonlinear"].append(kind)
+    outputs = [t for t in graph.outputs if t.dtype.is_floating]
+    if found["nonlinear"] or len(found["product"]) > 1 or (found["product"] and found["elementwise"]):
+        return OpReport("nonlinear", tuple(dict.fromkeys(found["nonlinear"] + found["product"] + found["elementwise"])))
+    if found["product"]:
+        return OpReport("product", tuple(found["product"]))
+    if found["elementwise"]:
+        if all(id(t) in elementwise for t in outputs):
+            return OpReport("elementwise", tuple(dict.fromkeys(found["elementwise"])))
+        return OpReport("nonlinear", tuple(dict.fromkeys(found["elementwise"])))
+    return OpReport("linear")

@@ -190,10 +190,17 @@ def test_deep_shap_matches_shap_and_supports_leaky_relu(cancer):
     np.testing.assert_allclose(ours, shap.DeepExplainer(relu, x_train[:30]).shap_values(x_test[:4])[..., 0], atol=1e-5)
 
 
-def test_deep_shap_names_an_unsupported_op():
-    model = _mlp(5, 4, activation="gelu")
-    with pytest.raises(ValueError, match=r"'Erfc?'.*GradientShap"):
-        DeepShap(model, np.zeros((3, 5), np.float32)).explain(np.ones((1, 5), np.float32))
+class _Scaled(keras.layers.Layer):
+    """x · mean(x): a product of two varying tensors inside one layer, which no rule covers."""
+
+    def call(self, x):
+        return x * keras.ops.mean(x, axis=-1, keepdims=True)
+
+
+def test_deep_shap_refuses_a_layer_without_a_rule_when_built():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="gelu"), _Scaled(name="scaled"), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"DeepShap has no rule for layer 'scaled' \(_Scaled\): its call computes Mul.*GradientShap"):
+        DeepShap(model, np.zeros((3, 5), np.float32))
 
 
 # -- PartitionShap -----------------------------------------------------------------------------

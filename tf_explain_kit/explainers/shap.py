@@ -1,19 +1,17 @@
 """SHAP explainers: expected gradients, DeepSHAP, Kernel SHAP and Partition SHAP.
 
 ``shap`` stays the algorithmic reference. ``GradientShap`` and ``KernelShap`` are native
-re-implementations on the compiled, batched forward/gradient functions (tests show they give
-shap's numbers); ``DeepShap`` and ``PartitionShap`` call shap itself. Nothing is cached
+re-implementations on the compiled, batched forward/gradient functions, and ``DeepShap`` on
+the native DeepLIFT (tests show they give shap's numbers); ``PartitionShap`` calls shap itself. Nothing is cached
 across calls except data-only work (the background summary), so explanations follow the
 current weights inside a training loop, and no call touches the user's global random state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import re
 from math import comb
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -21,9 +19,11 @@ import shap
 
 from ..checks import count
 from ..explanation import Explanation
-from ..model import Inputs, ModelAdapter, concat_batches, flat_inputs, map_inputs, num_samples, take
+from ..model import GradientPass, Inputs, ModelAdapter, concat_batches, flat_inputs, map_inputs, num_samples, take
 from ..rng import preserved_global_state
-from .base import Explainer, require_float_inputs
+from ..targets import resolve
+from .base import Explainer, OnePassExplainer, require_float_inputs
+from .deeplift import DeepLiftPasses, summation_gap
 
 SUMMARIES = ("kmeans", "sample")
 
@@ -108,54 +108,17 @@ class GradientShap(Explainer):
 
 
 # -- DeepShap ----------------------------------------------------------------------------------
-_MISSING_GRADIENT = re.compile(r"no entry for: shap_(\w+)")
+class DeepShap(OnePassExplainer):
+    """DeepSHAP: DeepLIFT (:class:`~tf_explain_kit.explainers.deeplift.DeepLift`) averaged
+    over a background, as ``shap.DeepExplainer`` defines it, native and batched.
 
-
-@contextlib.contextmanager
-def _deep_explainer_patches() -> Iterator[None]:
-    """Add a LeakyRelu rule to shap's DeepExplainer and undo shap's global TF patch on errors.
-
-    shap 0.51 has no handler for ``LeakyRelu`` (a 1-D nonlinearity like ``Elu``); its
-    handler table is module-level, so the entry is added for the call and removed after.
-    shap also swaps TensorFlow's ``record_gradient`` while it runs and does not restore it
-    when the model fails (every later gradient in the process would break): we restore it.
-    """
-    from shap.explainers._deep import deep_tf
-
-    added = "LeakyRelu" not in deep_tf.op_handlers
-    record_gradient = deep_tf.tf_execute.record_gradient
-    if added:
-        deep_tf.op_handlers["LeakyRelu"] = deep_tf.nonlinearity_1d(0)
-    try:
-        yield
-    finally:
-        deep_tf.tf_execute.record_gradient = record_gradient
-        if added:
-            del deep_tf.op_handlers["LeakyRelu"]
-
-
-class _WeightedScores(keras.layers.Layer):
-    """The adapter's explained scores times fixed class weights: ``(n, K)``, traceable by shap."""
-
-    def __init__(self, adapter: ModelAdapter, rows: np.ndarray):
-        super().__init__(trainable=False)
-        self._adapter, self._rows = adapter, rows.T.astype(np.float32)
-
-    def call(self, inputs: Any) -> Any:
-        return keras.ops.matmul(self._adapter.symbolic_scores(inputs), self._rows)
-
-    def compute_output_spec(self, inputs: Any) -> keras.KerasTensor:
-        return keras.KerasTensor((flat_inputs(inputs)[0].shape[0], self._rows.shape[1]), "float32")
-
-
-class DeepShap(Explainer):
-    """DeepSHAP (``shap.DeepExplainer``, DeepLIFT rescale rule averaged over a background).
-
-    A fresh ``shap.DeepExplainer`` is built on every call, over a small Keras model that
-    returns the explained scores (logits by default), so base values follow the current
-    weights. LeakyReLU is supported. Attributions sum to ``score(x) − mean score(background)``
-    (exactly for piecewise-linear nets; ``extras["convergence_delta"]`` reports the gap).
-    An op shap cannot propagate through (gelu's Erf, RNN loops) raises a ValueError naming it.
+    Every input meets every background row in one compiled call per block of pairs (the
+    background's own pass runs once per block), so its cost is about one gradient pass over
+    the (input, background) pairs. Attributions have the input's shape and sum to
+    ``score(x) − mean score(background)`` (``extras["base_values"]``): exactly wherever
+    DeepLIFT's rules are exact (every layer it accepts, including LSTM/GRU gates, attention
+    and softmax, where shap refuses); ``extras["convergence_delta"]`` reports the gap.
+    Equal to ``shap.DeepExplainer`` on the models shap handles (tests).
     """
 
     method = "deep_shap"
@@ -164,37 +127,15 @@ class DeepShap(Explainer):
         super().__init__(model, **options)
         _require_class_scores(model, options.get("output"))
         self.background = _background(self.adapter, background)
-        try:
-            self._inputs = keras.tree.flatten(model.inputs)
-        except (AttributeError, ValueError):
-            raise TypeError(f"model: DeepShap needs a model with symbolic inputs (Sequential or Functional); {type(model).__name__} has none. Use GradientShap(model, background) instead.") from None
+        self._passes = DeepLiftPasses(self.adapter, "DeepShap")
 
-    def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
+    def attribute_pass(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict, GradientPass]:
         require_float_inputs(x, self.adapter, "DeepShap")
-        rows, column = np.unique(weights, axis=0, return_inverse=True)
-        column = column.reshape(-1)
-        inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype) for t in self._inputs]
-        scorer = keras.Model(inputs, _WeightedScores(self.adapter, rows)(inputs if len(inputs) > 1 else inputs[0]))
-        try:
-            with preserved_global_state(), _deep_explainer_patches():
-                explainer = shap.DeepExplainer(scorer, list(flat_inputs(self.background)))
-                values = explainer.shap_values(list(flat_inputs(x)), check_additivity=False)
-        except Exception as error:  # shap wraps the registry's LookupError in TF staging errors
-            missing = _MISSING_GRADIENT.search(str(error))
-            if missing is None:
-                raise
-            raise ValueError(
-                f"model: shap.DeepExplainer has no DeepLIFT rule for the TensorFlow op '{missing.group(1)}' used by this model "
-                "(for example gelu's Erf, or an RNN loop). Use GradientShap(model, background), which needs only gradients."
-            ) from None
-        values = values if isinstance(values, list) else [values]
-        n = num_samples(x)
-        picked = [np.asarray(v)[np.arange(n), ..., column].astype(np.float32) for v in values]
-        attributions = picked[0] if isinstance(x, np.ndarray) else keras.tree.pack_sequence_as(x, picked)
-        base = np.asarray(explainer.expected_value, np.float64).reshape(-1)[column]
-        _, scores = self.adapter.forward(x)
-        total = sum(p.reshape(n, -1).sum(axis=1) for p in picked)
-        return attributions, {"base_values": base, "convergence_delta": total - (_explained(scores, weights) - base)}
+        rows = num_samples(self.background)
+        attributions, score, outputs, background_scores = self._passes(x, weights, self.background, np.full(rows, 1 / rows, np.float32), aligned=False)
+        _, resolved = resolve(weights, outputs)
+        base = resolved @ background_scores.astype(np.float64).mean(axis=0)
+        return attributions, {"base_values": base, "convergence_delta": summation_gap(attributions, score - base)}, GradientPass(attributions, score, outputs)
 
 
 # -- KernelShap --------------------------------------------------------------------------------
