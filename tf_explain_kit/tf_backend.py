@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from .structure import all_layers
 
-__all__ = ["CompiledModel", "GradientBreak", "LayerCall", "OpReport", "classify_call", "float32_compute", "with_backward"]
+__all__ = ["CompiledModel", "GradientBreak", "LayerCall", "OpReport", "classify_call", "float32_compute", "fused", "vjp", "with_backward"]
 
 
 class GradientBreak(Exception):
@@ -213,6 +213,22 @@ def elementwise_backward(backward: Callable) -> Callable[[Callable], Callable]:
         return call
 
     return make
+
+
+def fused(fn: Callable) -> Callable:
+    """``fn`` compiled by XLA into one kernel per input shape. For the elementwise chains of
+    backward rules over large activations (memory-bound: one pass instead of one per op);
+    convolutions stay outside, on TensorFlow's own kernels."""
+    return tf.function(fn, jit_compile=True, autograph=False)
+
+
+def vjp(f: Callable[[Any], Any], x: Any, v: Any) -> Any:
+    """The vector-Jacobian product ``vᵀ ∂f/∂x`` at ``x`` (for rules that need a layer's own
+    gradient somewhere, such as DeepLIFT's rescale rule where ``Δx ≈ 0``)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = f(x)
+    return tape.gradient(y, x, output_gradients=v)
 
 
 def scale_gradient(y: Any, factor: Callable[[Any], Any]) -> Any:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from ...tf_backend import with_backward
+from ...tf_backend import fused, vjp, with_backward
 from .attention import attention_step
 from .kinds import Kind, has_activation, sorted_ops, unsupported
 from .recurrent import rnn_call
@@ -71,43 +71,61 @@ class Pairing:
         n = ops.shape(like)[0] // ops.shape(reference)[0]
         return ops.tile(reference, (n,) + (1,) * (len(reference.shape) - 1))
 
-    def delta(self, x: Any, reference: Any) -> Any:
-        return x - reference if self.aligned else _by_blocks(x, reference, lambda blocks: blocks - reference[None])
+    def blocks(self, reference: Any, *pair_values: Any) -> tuple:
+        """``pair_values`` and ``reference`` shaped to broadcast against each other:
+        ``(samples, references, ...)`` blocks and ``(1, references, ...)`` (no copies of the
+        references), or as they are when aligned. :meth:`rows` undoes it."""
+        if self.aligned:
+            return (*pair_values, reference)
+        b = ops.shape(reference)[0]
+        return (*(ops.reshape(v, (-1, b, *ops.shape(v)[1:])) for v in pair_values), reference[None])
+
+    def rows(self, value: Any, like: Any) -> Any:
+        return value if self.aligned else ops.reshape(value, ops.shape(like))
 
     def mean(self, x: Any, reference: Any) -> Any:
-        return (x + reference) / 2 if self.aligned else _by_blocks(x, reference, lambda blocks: (blocks + reference[None]) / 2)
+        x_blocks, r = self.blocks(reference, x)
+        return self.rows((x_blocks + r) / 2, x)
 
 
-def _by_blocks(x: Any, reference: Any, fn: Callable[[Any], Any]) -> Any:
-    """``fn`` of the pair rows seen as ``(samples, references, ...)`` blocks (no copies of
-    the references), back in pair rows."""
-    shape = ops.shape(x)
-    blocks = ops.reshape(x, (-1, ops.shape(reference)[0], *shape[1:]))
-    return ops.reshape(fn(blocks), shape)
+@fused
+def _secant(f: Callable[[Any], Any], upstream: Any, x: Any, x_ref: Any) -> Any:
+    """``upstream · Δf/Δx``, and the gradient ``upstream · f'(x)`` where ``|Δx| < 1e-6``
+    (``f`` is recomputed here: cheaper than reading its output back from memory)."""
+    dx = x - x_ref
+    small = ops.abs(dx) < _TINY
+    return ops.where(small, vjp(f, x, upstream), upstream * (f(x) - f(x_ref)) / ops.where(small, 1.0, dx))
 
 
-def _safe(denominator: Any, tiny: float) -> tuple[Any, Any]:
-    small = ops.abs(denominator) < tiny
-    return small, ops.where(small, ops.ones_like(denominator), denominator)
+@fused
+def _split_by_maximum(upstream: Any, y: Any, y_ref: Any) -> tuple[Any, Any]:
+    """The shares of ``upstream · Δy`` routed through the input's and the reference's maxima."""
+    cross = ops.maximum(y, y_ref)
+    return upstream * (cross - y_ref), upstream * (y - cross)
+
+
+@fused
+def _per_input(routed: Any, x: Any, x_ref: Any) -> Any:
+    dx = x - x_ref
+    small = ops.abs(dx) < _TINY_MAXPOOL
+    return ops.where(small, 0.0, routed / ops.where(small, 1.0, dx))
 
 
 def rescale(pairing: Pairing, a: Any, f: Callable[[Any], Any]) -> Any:
     """``f(a)`` for an elementwise ``f``, with the rescale rule's multiplier ``Δf/Δa``."""
     if pairing.recording:
-        y = f(a)
-        pairing.remember(a, y)
-        return y
-    a_ref, y_ref = pairing.recall()
+        pairing.remember(a)
+        return f(a)
+    (a_ref,) = pairing.recall()
 
     def backward(a, y, upstream, pull):
-        small, da = _safe(pairing.delta(a, a_ref), _TINY)
-        _, vjp = pull()
-        return ops.where(small, vjp(upstream), upstream * pairing.delta(y, y_ref) / da)
+        g, x, r = pairing.blocks(a_ref, upstream, a)
+        return pairing.rows(_secant(f, g, x, r), a)
 
-    return with_backward(f, a, backward)
+    return with_backward(f, a, backward, record=False)
 
 
-def maxpool(pairing: Pairing, a: Any, f: Callable[[Any], Any]) -> Any:
+def maxpool(pairing: Pairing, a: Any, f: Callable[[Any], Any], layer: Any = None) -> Any:
     """Max pooling ``f(a)``: each side's share of ``Δy`` goes back through its own maxima."""
     if pairing.recording:
         y = f(a)
@@ -115,16 +133,102 @@ def maxpool(pairing: Pairing, a: Any, f: Callable[[Any], Any]) -> Any:
         return y
     a_ref, y_ref = pairing.recall()
 
+    pool = window_pool(layer, tuple(a.shape)) if layer is not None else None
+
     def backward(a, y, upstream, pull):
-        r_in, r_out = pairing.spread(a_ref, a), pairing.spread(y_ref, y)
-        cross = ops.maximum(y, r_out)
-        _, through_x = pull()
-        _, through_r = pull(f, at=r_in)
-        small, da = _safe(a - r_in, _TINY_MAXPOOL)
-        routed = through_x(upstream * (cross - r_out)) + through_r(upstream * (y - cross))
-        return ops.where(small, ops.zeros_like(a), routed / da)
+        if pool == "global":
+            return _global_multipliers(upstream, a, a_ref, pairing.aligned)
+        if pool is not None:
+            return _window_multipliers(upstream, a, a_ref, pool, pairing.aligned)
+        g, y_blocks, r_out = pairing.blocks(y_ref, upstream, y)
+        through_x, through_r = (pairing.rows(v, y) for v in _split_by_maximum(g, y_blocks, r_out))
+        r_in = pairing.spread(a_ref, a)
+        _, vjp_x = pull()
+        _, vjp_r = pull(f, at=r_in)
+        return _per_input(vjp_x(through_x) + vjp_r(through_r), a, r_in)
 
     return with_backward(f, a, backward)
+
+
+@fused
+def _window_multipliers(upstream: Any, x: Any, x_ref: Any, pool: tuple[int, ...], aligned: bool) -> Any:
+    """shap's max-pooling rule for non-overlapping windows (1-D or 2-D), in one kernel: each
+    side's share of ``Δy`` goes to its window's first maximum, divided by ``Δx`` there. Each
+    window offset is a strided slice; unless ``aligned``, the references ``(b, ...)`` meet
+    the samples' pair rows by broadcasting (no copies)."""
+    b = ops.shape(x_ref)[0]
+    blocks = (lambda t: t) if aligned else (lambda t: ops.reshape(t, (-1, b, *t.shape[1:])))
+    lift = (lambda t: t) if aligned else (lambda t: t[None])
+    offsets = [(i,) for i in range(pool[0])] if len(pool) == 1 else [(i, j) for i in range(pool[0]) for j in range(pool[1])]
+
+    def window(t, offset):  # the elements at ``offset`` in every window
+        index = (slice(None),) * (len(t.shape) - len(pool) - 1) + tuple(slice(o, None, p) for o, p in zip(offset, pool))
+        return t[index]
+
+    def maximum(t):  # the pooled output, recomputed (cheaper than reading it)
+        out = window(t, offsets[0])
+        for offset in offsets[1:]:
+            out = ops.maximum(out, window(t, offset))
+        return out
+
+    g, yx, yr = blocks(upstream), blocks(maximum(x)), lift(maximum(x_ref))
+    cross = ops.maximum(yx, yr)
+    share_x, share_r = g * (cross - yr), g * (yx - cross)
+
+    taken_x = taken_r = None
+    parts = {}
+    for offset in offsets:
+        wx, wr = blocks(window(x, offset)), lift(window(x_ref, offset))
+        first_x, first_r = ops.equal(wx, yx), ops.equal(wr, yr)
+        if taken_x is not None:
+            first_x, first_r = ops.logical_and(first_x, ops.logical_not(taken_x)), ops.logical_and(first_r, ops.logical_not(taken_r))
+            taken_x, taken_r = ops.logical_or(taken_x, first_x), ops.logical_or(taken_r, first_r)
+        else:
+            taken_x, taken_r = first_x, first_r
+        routed = ops.where(first_x, share_x, 0.0) + ops.where(first_r, share_r, 0.0)
+        dx = wx - wr
+        small = ops.abs(dx) < _TINY_MAXPOOL
+        parts[offset] = ops.reshape(ops.where(small, 0.0, routed / ops.where(small, 1.0, dx)), (-1, *window(x, offset).shape[1:]))
+    if len(pool) == 1:
+        out = ops.stack([parts[(i,)] for i in range(pool[0])], axis=2)
+        return ops.reshape(out, (-1, *x.shape[1:]))
+    rows = [ops.reshape(ops.stack([parts[(i, j)] for j in range(pool[1])], axis=3), (-1, x.shape[1] // pool[0], x.shape[2], x.shape[3])) for i in range(pool[0])]
+    return ops.reshape(ops.stack(rows, axis=2), (-1, *x.shape[1:]))
+
+
+@fused
+def _global_multipliers(upstream: Any, x: Any, x_ref: Any, aligned: bool) -> Any:
+    """shap's rule for global max pooling, in one kernel (first maximum over all positions)."""
+    b = ops.shape(x_ref)[0]
+    flat = lambda t: ops.reshape(t, (-1, math.prod(t.shape[1:-1]), t.shape[-1]))  # noqa: E731
+    blocks = (lambda t: t) if aligned else (lambda t: ops.reshape(t, (-1, b, *t.shape[1:])))
+    lift = (lambda t: t) if aligned else (lambda t: t[None])
+    wx, wr = blocks(flat(x)), lift(flat(x_ref))
+    g = blocks(ops.reshape(upstream, (-1, 1, upstream.shape[-1])))
+    yx, yr = ops.max(wx, axis=-2, keepdims=True), ops.max(wr, axis=-2, keepdims=True)
+
+    def first(w, top):
+        hit = ops.cast(ops.equal(w, top), "int32")
+        return ops.logical_and(ops.equal(hit, 1), ops.equal(ops.cumsum(hit, axis=-2), 1))
+
+    cross = ops.maximum(yx, yr)
+    routed = ops.where(first(wx, yx), g * (cross - yr), 0.0) + ops.where(first(wr, yr), g * (yx - cross), 0.0)
+    dx = wx - wr
+    small = ops.abs(dx) < _TINY_MAXPOOL
+    return ops.reshape(ops.where(small, 0.0, routed / ops.where(small, 1.0, dx)), (-1, *x.shape[1:]))
+
+
+def window_pool(layer: Any, a_shape: tuple) -> tuple[int, ...] | str | None:
+    """``"global"`` for global max pooling, the window of a 1-D/2-D max pooling whose windows
+    tile its input exactly (``pool_size == strides``, divisible sizes), else None
+    (channels last only)."""
+    spatial = a_shape[1:-1]
+    if getattr(layer, "data_format", "channels_last") != "channels_last" or None in spatial:
+        return None
+    if type(layer).__name__.startswith("GlobalMaxPooling"):
+        return "global"
+    pool, strides = tuple(layer.pool_size), tuple(layer.strides)
+    return pool if len(pool) <= 2 and pool == strides and all(d % p == 0 for d, p in zip(spatial, pool)) else None
 
 
 def product(pairing: Pairing, a: Any, b: Any, fn: Callable[[Any, Any], Any] = ops.multiply) -> Any:
@@ -146,27 +250,61 @@ def product(pairing: Pairing, a: Any, b: Any, fn: Callable[[Any, Any], Any] = op
     return with_backward(lambda ab: fn(*ab), [a, b], backward, record=False)
 
 
+def _tail_axes(axis: int | tuple | list, ndim: int) -> tuple[int, ...]:
+    """``axis`` counted from the end (so the same axes after adding leading block axes)."""
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return tuple(sorted(a % ndim - ndim for a in axes))
+
+
+def _safe_ratio(num: Any, den: Any, fallback: Any, tiny: float = _TINY) -> Any:
+    small = ops.abs(den) < tiny
+    return ops.where(small, fallback, num / ops.where(small, 1.0, den))
+
+
+@fused
+def _softmax_multipliers(upstream: Any, x: Any, r: Any, axes: tuple) -> Any:
+    shift = ops.maximum(ops.max(x, axis=axes, keepdims=True), ops.max(r, axis=axes, keepdims=True))  # shared: Δ(a − c) = Δa
+    e_x, e_r = ops.exp(x - shift), ops.exp(r - shift)
+    u_x, u_r = 1 / ops.sum(e_x, axis=axes, keepdims=True), 1 / ops.sum(e_r, axis=axes, keepdims=True)
+    g_u = ops.sum(upstream * (e_x + e_r) / 2, axis=axes, keepdims=True)
+    g_s = g_u * _safe_ratio(u_x - u_r, 1 / u_x - 1 / u_r, -u_x * u_x)
+    g_e = upstream * (u_x + u_r) / 2 + g_s
+    return g_e * _safe_ratio(e_x - e_r, x - r, e_x)
+
+
 def softmax(pairing: Pairing, a: Any, f: Callable[[Any], Any], axis: int | tuple = -1) -> Any:
     """``f(a)``, a softmax over ``axis``, with exact multipliers (see the module docstring)."""
     if pairing.recording:
         pairing.remember(a)
         return f(a)
     (a_ref,) = pairing.recall()
+    axes = _tail_axes(axis, len(a.shape))
 
     def backward(a, y, upstream, pull):
-        r = pairing.spread(a_ref, a)
-        shift = ops.maximum(ops.max(a, axis=axis, keepdims=True), ops.max(r, axis=axis, keepdims=True))
-        e_x, e_r = ops.exp(a - shift), ops.exp(r - shift)
-        s_x, s_r = ops.sum(e_x, axis=axis, keepdims=True), ops.sum(e_r, axis=axis, keepdims=True)
-        u_x, u_r = 1 / s_x, 1 / s_r
-        g_u = ops.sum(upstream * (e_x + e_r) / 2, axis=axis, keepdims=True)
-        small, ds = _safe(s_x - s_r, _TINY)
-        g_s = g_u * ops.where(small, -u_x * u_x, (u_x - u_r) / ds)
-        g_e = upstream * (u_x + u_r) / 2 + g_s
-        small, da = _safe(a - r, _TINY)
-        return g_e * ops.where(small, e_x, (e_x - e_r) / da)
+        g, x, r = pairing.blocks(a_ref, upstream, a)
+        return pairing.rows(_softmax_multipliers(g, x, r, axes), a)
 
     return with_backward(f, a, backward, record=False)
+
+
+@fused
+def _layer_norm_multipliers(upstream: Any, x: Any, r: Any, gamma: Any, axes: tuple, epsilon: float, rms: bool) -> Any:
+    size = 1.0
+    for axis in axes:
+        size *= x.shape[axis]
+    c_x, c_r = x - ops.mean(x, axis=axes, keepdims=True), r - ops.mean(r, axis=axes, keepdims=True)
+    v_x, v_r = ops.mean(c_x * c_x, axis=axes, keepdims=True) + epsilon, ops.mean(c_r * c_r, axis=axes, keepdims=True) + epsilon
+    q_x, q_r = ops.rsqrt(v_x), ops.rsqrt(v_r)
+    p_x, p_r = (x, r) if rms else (c_x, c_r)  # what the normaliser multiplies
+    g_p = upstream * gamma
+    g_q = ops.sum(g_p * (p_x + p_r) / 2, axis=axes, keepdims=True)
+    g_v = g_q * _safe_ratio(q_x - q_r, v_x - v_r, -0.5 * q_x * q_x * q_x)
+    g_c = g_v / size * (c_x + c_r)  # Δ(c²)/Δc = c_x + c_r exactly
+    g_c = g_c - ops.mean(g_c, axis=axes, keepdims=True)  # back through the centring
+    g_direct = g_p * (q_x + q_r) / 2
+    if not rms:
+        g_direct = g_direct - ops.mean(g_direct, axis=axes, keepdims=True)
+    return g_c + g_direct
 
 
 def layer_norm(pairing: Pairing, a: Any, f: Callable[[Any], Any], layer: Any) -> Any:
@@ -176,30 +314,16 @@ def layer_norm(pairing: Pairing, a: Any, f: Callable[[Any], Any], layer: Any) ->
         pairing.remember(a)
         return f(a)
     (a_ref,) = pairing.recall()
-    axes = tuple(sorted(layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]))
+    ndim = len(a.shape)
+    axes = _tail_axes(layer.axis, ndim)
+    shape = [1] * ndim
+    for axis in axes:
+        shape[axis] = a.shape[axis]
+    gamma = ops.reshape(layer.gamma, shape) if layer.scale else ops.ones(shape)
 
     def backward(a, y, upstream, pull):
-        r = pairing.spread(a_ref, a)
-        ndim = len(a.shape)
-        shape = [1] * ndim
-        for axis in axes:
-            shape[axis] = a.shape[axis]
-        gamma = ops.reshape(layer.gamma, shape) if layer.scale else 1.0
-        size = float(math.prod(a.shape[axis] for axis in axes))
-        c_x, c_r = a - ops.mean(a, axis=axes, keepdims=True), r - ops.mean(r, axis=axes, keepdims=True)
-        v_x, v_r = ops.mean(c_x * c_x, axis=axes, keepdims=True) + layer.epsilon, ops.mean(c_r * c_r, axis=axes, keepdims=True) + layer.epsilon
-        q_x, q_r = ops.rsqrt(v_x), ops.rsqrt(v_r)
-        p_x, p_r = (a, r) if layer.rms_scaling else (c_x, c_r)  # what the normaliser multiplies
-        g_p = upstream * gamma
-        g_q = ops.sum(g_p * (p_x + p_r) / 2, axis=axes, keepdims=True)
-        small, dv = _safe(v_x - v_r, _TINY)
-        g_v = g_q * ops.where(small, -0.5 * q_x * q_x * q_x, (q_x - q_r) / dv)
-        g_c = g_v / size * (c_x + c_r)  # Δ(c²)/Δc = c_x + c_r exactly
-        g_c = g_c - ops.mean(g_c, axis=axes, keepdims=True)  # back through the centring
-        g_direct = g_p * (q_x + q_r) / 2
-        if not layer.rms_scaling:
-            g_direct = g_direct - ops.mean(g_direct, axis=axes, keepdims=True)
-        return g_c + g_direct
+        g, x, r = pairing.blocks(a_ref, upstream, a)
+        return pairing.rows(_layer_norm_multipliers(g, x, r, gamma, axes, float(layer.epsilon), bool(layer.rms_scaling)), a)
 
     return with_backward(f, a, backward, record=False)
 
@@ -247,7 +371,7 @@ def hooks(model: Any, graph: Any, pairing: Pairing, method: str) -> tuple:
             axis = getattr(op, "axis", -1)
             found.append((op, on_call(lambda a, f, axis=axis: softmax(pairing, a, f, tuple(axis) if isinstance(axis, list) else axis))))
         elif k is Kind.MAXPOOL:
-            found.append((op, on_call(lambda a, f: maxpool(pairing, a, f))))
+            found.append((op, on_call(lambda a, f, layer=op: maxpool(pairing, a, f, layer))))
         elif k is Kind.NORMALIZATION:
             found.append((op, on_call(lambda a, f, layer=op: layer_norm(pairing, a, f, layer))))
         elif k is Kind.PRODUCT:
