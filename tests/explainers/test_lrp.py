@@ -207,7 +207,7 @@ def test_bounded_rule_reads_pixels_through_flatten_and_dropout():
     low, high = rng.uniform(-1, 0, (4, 4, 2)), rng.uniform(1, 2, 2)
     lrp = LRP(image, rule="composite", input_bounds=(low, high))
     ours = lrp.explain(x, targets=1).attributions
-    assert lrp.rules[id(image.layers[2])] == "zbox"
+    assert lrp.rules[image.layers[2].name].name == "zbox"
     flat_bounds = (low.reshape(-1), np.broadcast_to(high, (4, 4, 2)).reshape(-1))
     expected = LRP(flat, rule="composite", input_bounds=flat_bounds).explain(x.reshape(4, -1), targets=1).attributions
     np.testing.assert_allclose(ours.reshape(4, -1), expected, rtol=1e-5, atol=1e-7)
@@ -252,7 +252,7 @@ def test_composite_keeps_gamma_where_it_is_well_posed_on_mobilenet():
     ex = explainer.explain(x)
     ratio = ex.extras["relevance"] / ex.extras["score"]
     assert np.abs(ratio).max() < 10, ratio  # not conserved exactly (biases, ε), but of the score's size
-    rules = {layer.name: explainer.rules[id(layer)] for layer in model.layers if id(layer) in explainer.rules}
+    rules = {name: rule.name for name, rule in explainer.rules.items()}
     assert rules["Conv1"] == "zbox" and rules["predictions"] == "epsilon"
     assert rules["block_1_depthwise"] == "gamma"  # reads a ReLU6 output, ReLU6 after its batch norm
     assert rules["block_1_project"] == rules["block_2_expand"] == "epsilon"  # no ReLU after; reads the signed bottleneck
@@ -270,10 +270,31 @@ def test_composite_rule_finds_planted_patch(patch_model, patch_data):
 
 
 # -- layers ---------------------------------------------------------------------------------------
-def test_unsupported_layer_names_layer_and_supported_ones():
-    model = keras.Sequential([keras.Input((6, 3)), L.LayerNormalization(name="norm"), L.Flatten(), L.Dense(2)])
-    with pytest.raises(ValueError, match=r"'norm' \(LayerNormalization\).*Supported layers: .*Conv2D.*Dense"):
+class _SoftClip(L.Layer):
+    """x · tanh(mean(x)): a custom layer whose own computation no LRP rule covers."""
+
+    def call(self, x):
+        return x * keras.ops.tanh(keras.ops.mean(x, axis=-1, keepdims=True))
+
+
+class _Cube(L.Layer):
+    """An elementwise custom activation (x³): relevance can pass it unchanged."""
+
+    def call(self, x):
+        return x * x * x
+
+
+def test_a_layer_without_a_rule_is_refused_when_built_and_can_be_given_one():
+    model = keras.Sequential([keras.Input((6, 3)), L.Dense(4), _SoftClip(name="soft_clip"), L.Flatten(), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"LRP has no rule for layer 'soft_clip' \(_SoftClip\): its call computes .*layer_rules=\{'soft_clip': 'pass'\}"):
         LRP(model)
+    cubed = keras.Sequential([keras.Input((3,)), L.Dense(4), _Cube(name="cube"), L.Dense(2)])
+    cubed.set_weights([W1, B1, W2, B2])
+    ex = LRP(cubed, rule="epsilon", epsilon=EPS).explain(X, targets=0)  # elementwise by its ops: relevance passes
+    for x, got in zip(X.astype(np.float64), ex.attributions):
+        hidden = (x @ W1 + B1) ** 3
+        top = np.array([hidden @ W2[:, 0] + B2[0], 0.0])
+        np.testing.assert_allclose(got, _propagate(x, W1, B1, _propagate(hidden, W2, B2, top, "epsilon"), "epsilon"), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_norm_is_folded_into_the_conv_before_it():

@@ -27,8 +27,9 @@ class Graph:
     needs no rule.
     """
 
-    def __init__(self, calls: list[LayerCall], inputs: list, varying: set[int]):
+    def __init__(self, calls: list[LayerCall], inputs: list, varying: set[int], dependent: set[int] | None = None):
         self.calls, self.inputs, self.varying = calls, inputs, varying
+        self.dependent = dependent if dependent is not None else varying  # every tensor computed from the input (any dtype)
         self.producer: dict[int, LayerCall] = {}
         self.readers: dict[int, list[LayerCall]] = collections.defaultdict(list)
         for call in calls:
@@ -77,7 +78,7 @@ def probe(adapter: ModelAdapter, x: Inputs) -> Graph:
                     varying.add(id(tensor))
     else:  # the pass depends on the values (a data-dependent branch): every float tensor may vary
         varying |= {id(t) for t in floats}
-    return Graph(calls, inputs, varying)
+    return Graph(calls, inputs, varying, dependent)
 
 
 def _equal(a: Any, b: Any) -> bool:
