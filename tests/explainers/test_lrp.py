@@ -352,7 +352,7 @@ def test_embedding_model_gets_relevance_per_token():
     np.testing.assert_allclose(ex.attributions.sum(axis=1), ex.extras["score"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"rule": "alpha2beta1"}, "rule: expected one of"), ({"gamma": -1}, "gamma: expected a number >= 0"),
+@pytest.mark.parametrize("kwargs, message", [({"rule": "alpha2beta2"}, "rule: expected one of"), ({"gamma": -1}, "gamma: expected a number >= 0"),
                                              ({"layer_rules": {"nope": "zero"}}, "layer_rules: no layer 'nope'")])  # fmt: skip
 def test_bad_arguments_are_named(dense_net, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -371,3 +371,186 @@ def test_epsilon_through_a_capped_relu_matches_the_hand_computed_rule():
         expected.append(_propagate(x, W1, B1, _propagate(hidden, W2, B2, top, "epsilon"), "epsilon"))
     ex = LRP(model, rule="epsilon", epsilon=EPS).explain(X, targets=1)
     np.testing.assert_allclose(ex.attributions, np.array(expected), rtol=1e-5, atol=1e-6)
+
+
+# -- round 2: rules as objects, composites, canonizers, more layer kinds --------------------------
+from tf_explain_kit.explainers.propagation.composites import Composite  # noqa: E402
+from tf_explain_kit.explainers.propagation.lrp_rules import AlphaBeta, Epsilon, Gamma, ZPlus  # noqa: E402
+
+
+def _propagate_alpha_beta(a: np.ndarray, w: np.ndarray, b: np.ndarray, relevance: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """R_i = Σ_j (α (a_i w_ij)⁺ / (z_j⁺ + ε) − β (a_i w_ij)⁻ / (z_j⁻ − ε)) R_j, in loops."""
+    out = np.zeros(len(a))
+    for j in range(w.shape[1]):
+        contributions = a * w[:, j]
+        positive, negative = np.maximum(contributions, 0), np.minimum(contributions, 0)
+        z_pos, z_neg = positive.sum() + max(b[j], 0) + EPS, negative.sum() + min(b[j], 0) - EPS
+        out += (alpha * positive / z_pos - beta * negative / z_neg) * relevance[j]
+    return out
+
+
+def test_hand_computed_alpha_beta_rule(dense_net):
+    ex = LRP(dense_net, rule=AlphaBeta(2.0, 1.0, epsilon=EPS)).explain(X, targets=0)
+    for x, got in zip(X.astype(np.float64), ex.attributions):
+        hidden = np.maximum(x @ W1 + B1, 0)
+        top = np.array([hidden @ W2[:, 0] + B2[0], 0.0])
+        expected = _propagate_alpha_beta(x, W1, B1, _propagate_alpha_beta(hidden, W2, B2, top, 2.0, 1.0), 2.0, 1.0)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _small_cnn() -> keras.Model:
+    init = keras.initializers.GlorotUniform(seed=7)
+    return keras.Sequential(
+        [keras.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu", kernel_initializer=init, name="first"), L.Conv2D(4, 3, kernel_initializer=init, name="second"),
+         L.ReLU(), L.DepthwiseConv2D(3, activation="relu", depthwise_initializer=init, name="depthwise"), L.Flatten(), L.Dense(3, kernel_initializer=init, name="head")]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "preset, expected",
+    [("epsilon_gamma_box", {"first": "zbox", "second": "gamma", "depthwise": "gamma", "head": "epsilon"}),
+     ("epsilon_plus", {"first": "zplus", "second": "zplus", "depthwise": "zplus", "head": "epsilon"}),
+     ("epsilon_alpha2_beta1", {"first": "alpha_beta", "second": "alpha_beta", "depthwise": "alpha_beta", "head": "epsilon"}),
+     ("composite", {"first": "zbox", "second": "gamma", "depthwise": "gamma", "head": "epsilon"})],
+)  # fmt: skip
+def test_presets_map_layer_types_to_rules(preset, expected):
+    explainer = LRP(_small_cnn(), rule=preset)
+    assert {name: rule.name for name, rule in explainer.rules.items()} == expected
+
+
+def test_rules_and_composites_as_objects_and_layer_rules_by_type(dense_net):
+    by_object = LRP(dense_net, rule=ZPlus(epsilon=EPS)).explain(X, targets=1).attributions
+    by_name = LRP(dense_net, rule="zplus", epsilon=EPS).explain(X, targets=1).attributions
+    np.testing.assert_allclose(by_object, by_name, rtol=1e-6)
+    composite = Composite([(L.Dense, Gamma(GAMMA, EPS))])
+    np.testing.assert_allclose(LRP(dense_net, rule=composite).explain(X, targets=1).attributions, LRP(dense_net, rule="gamma", epsilon=EPS, gamma=GAMMA).explain(X, targets=1).attributions, rtol=1e-6)
+    by_type = LRP(dense_net, rule="zplus", epsilon=EPS, layer_rules={L.Dense: Epsilon(EPS)})
+    np.testing.assert_allclose(by_type.explain(X, targets=1).attributions, LRP(dense_net, rule="epsilon", epsilon=EPS).explain(X, targets=1).attributions, rtol=1e-6)
+
+
+def test_preprocessing_and_augmentation_are_folded_into_the_pixel_layer():
+    """RandomFlip (inactive), Rescaling and Normalization before the first conv: the composite
+    gives it z^B in raw-pixel space, the same numbers as the bare network on the
+    preprocessed pixels with the box mapped through, and the relevance comes back unchanged."""
+    mean, variance = np.array([0.4, 0.5, 0.6], np.float32), np.array([0.04, 0.09, 0.16], np.float32)
+    bare = _small_cnn()
+    inputs = keras.Input((8, 8, 3))
+    h = L.Normalization(mean=mean, variance=variance)(L.Rescaling(1 / 255.0)(L.RandomFlip("horizontal")(inputs)))
+    for layer in bare.layers:
+        h = layer(h)
+    wrapped = keras.Model(inputs, h)
+    raw = RNG.uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    pre = (raw / 255.0 - mean) / np.sqrt(variance)
+    ours = LRP(wrapped, rule="composite", input_bounds=(0.0, 255.0))
+    assert ours.rules["first"].name == "zbox"
+    mapped = ((0.0 - mean) / np.sqrt(variance), (1.0 - mean) / np.sqrt(variance))
+    expected = LRP(bare, rule="composite", input_bounds=mapped).explain(pre, targets=2).attributions
+    np.testing.assert_allclose(ours.explain(raw, targets=2).attributions, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+    # Without the canonizers, the preprocessing hides the pixels: ε at the first layer.
+    assert LRP(wrapped, rule="composite", canonizers=()).rules["first"].name == "epsilon"
+
+
+def _relu_cnn_without_biases() -> keras.Model:
+    init = keras.initializers.GlorotUniform(seed=9)
+    return keras.Sequential(
+        [keras.Input((10, 10, 2)), L.Conv2D(5, 3, padding="same", activation="relu", use_bias=False, kernel_initializer=init, name="c1"), L.MaxPooling2D(2),
+         L.Conv2D(6, 3, padding="same", activation="relu", use_bias=False, kernel_initializer=init, name="c2"), L.GlobalAveragePooling2D(),
+         L.Dense(8, activation="relu", use_bias=False, kernel_initializer=init, name="d1"), L.Dense(3, use_bias=False, kernel_initializer=init, name="d2")]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("rule", [Epsilon(1e-9), ZPlus(1e-9), Gamma(0.5, 1e-9), AlphaBeta(1.0, 0.0, 1e-9), "zero"], ids=lambda r: getattr(r, "name", r))
+def test_relevance_is_conserved_layer_by_layer(rule):
+    """Without biases and with ε → 0 these rules conserve: the relevance at the output of
+    every layer (activation × modified gradient) sums to the explained score."""
+    model = _relu_cnn_without_biases()
+    x = RNG.uniform(0, 1, (5, 10, 10, 2)).astype(np.float32)
+    lrp = LRP(model, rule=rule)
+    ex = lrp.explain(x, targets=1)
+    weights = np.zeros((5, 3), np.float32)
+    weights[:, 1] = 1
+    for name in ("c1", "c2", "d1"):
+        result = lrp.adapter.layer_gradients(x, weights, model.get_layer(name), lrp._build(x), lrp._key)
+        layer_relevance = (result.activations * result.grads).reshape(5, -1).sum(axis=1)
+        np.testing.assert_allclose(layer_relevance, ex.extras["score"], rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(ex.attributions.reshape(5, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)
+
+
+def test_layer_normalization_passes_relevance_unchanged(dense_net):
+    model = keras.Sequential([keras.Input((3,)), L.Dense(4), L.LayerNormalization(), L.Dense(2)])
+    norm = model.layers[1]
+    norm.set_weights([np.array([1.2, 0.8, 1.5, 0.6], np.float32), np.array([0.1, -0.2, 0.0, 0.3], np.float32)])
+    model.layers[0].set_weights([W1, B1])
+    model.layers[2].set_weights([W2, B2])
+    ex = LRP(model, rule="epsilon", epsilon=EPS).explain(X, targets=0)
+    for x, got in zip(X.astype(np.float64), ex.attributions):
+        z = x @ W1 + B1
+        y = keras.ops.convert_to_numpy(norm(z[None].astype(np.float32)))[0].astype(np.float64)
+        top = np.array([y @ W2[:, 0] + B2[0], 0.0])
+        relevance_y = _propagate(y, W2, B2, top, "epsilon")  # = the relevance of z: identity
+        np.testing.assert_allclose(got, _propagate(x, W1, B1, relevance_y, "epsilon"), rtol=1e-5, atol=1e-6)
+
+
+def test_a_gate_is_held_constant_and_its_signal_takes_all_the_relevance():
+    """Squeeze-and-excitation style: signal · sigmoid(gate); LRP-0 gives the gate nothing."""
+    inputs = keras.Input((3,))
+    signal = L.Dense(4, name="signal")(inputs)
+    gate = L.Dense(4, activation="sigmoid", name="gate")(inputs)
+    model = keras.Model(inputs, L.Dense(2, name="head")(L.Multiply()([signal, gate])))
+    w_gate, b_gate = RNG.normal(size=(3, 4)).astype(np.float32), RNG.normal(size=4).astype(np.float32)
+    model.get_layer("signal").set_weights([W1, B1])
+    model.get_layer("gate").set_weights([w_gate, b_gate])
+    model.get_layer("head").set_weights([W2, B2])
+    ex = LRP(model, rule="epsilon", epsilon=EPS).explain(X, targets=1)
+    for x, got in zip(X.astype(np.float64), ex.attributions):
+        g = 1 / (1 + np.exp(-(x @ w_gate + b_gate)))
+        s = x @ W1 + B1
+        product = s * g
+        top = np.array([0.0, product @ W2[:, 1] + B2[1]])
+        np.testing.assert_allclose(got, _propagate(x, W1, B1, _propagate(product, W2, B2, top, "epsilon"), "epsilon"), rtol=1e-5, atol=1e-6)
+
+
+def test_lstm_signal_take_all_by_hand():
+    """One LSTM step from zero state: h = o·tanh(i·tanh(z_c)); gates constant, so the
+    relevance of h reaches z_c whole and the ε-rule hands it to the input."""
+    lstm = L.LSTM(3, name="lstm")
+    model = keras.Sequential([keras.Input((1, 2)), lstm, L.Dense(2, name="head")])
+    x = RNG.normal(size=(3, 1, 2)).astype(np.float32)
+    ex = LRP(model, rule="epsilon", epsilon=EPS).explain(x, targets=0)
+    kernel, _, bias = (w.astype(np.float64) for w in lstm.get_weights())
+    w_head, b_head = (w.astype(np.float64) for w in model.get_layer("head").get_weights())
+    for sample, got in zip(x[:, 0].astype(np.float64), ex.attributions[:, 0]):
+        z = sample @ kernel + bias
+        z_i, _, z_c, z_o = np.split(z, 4)
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        h = sig(z_o) * np.tanh(sig(z_i) * np.tanh(z_c))
+        relevance_h = _propagate(h, w_head, b_head, np.array([h @ w_head[:, 0] + b_head[0], 0.0]), "epsilon")
+        expected = _propagate(sample, kernel[:, 6:9], bias[6:9], relevance_h, "epsilon")  # z_c's columns
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_attention_weights_are_held_constant_and_relevance_is_conserved():
+    inputs = keras.Input((6, 4))
+    init = keras.initializers.GlorotUniform(seed=4)
+    h = L.MultiHeadAttention(2, 3, use_bias=False, kernel_initializer=init)(inputs, inputs)
+    h = L.LayerNormalization(center=False)(L.Add()([inputs, h]))
+    model = keras.Model(inputs, L.Dense(2, use_bias=False, kernel_initializer=init)(L.GlobalAveragePooling1D()(h)))
+    x = RNG.normal(size=(4, 6, 4)).astype(np.float32)
+    ex = LRP(model, rule="zero").explain(x, targets=0)
+    np.testing.assert_allclose(ex.attributions.reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)
+    np.testing.assert_allclose(ex.predictions, keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_computes_float32_relevance():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(), L.GlobalAveragePooling2D(), L.Dense(3), L.Activation("softmax", dtype="float32")])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    x = RNG.uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    for rule in ("epsilon", "composite"):
+        ours, expected = LRP(model, rule=rule).explain(x, targets=1), LRP(twin, rule=rule).explain(x, targets=1)
+        assert ours.attributions.dtype == np.float32
+        np.testing.assert_allclose(ours.attributions, expected.attributions, rtol=1e-6, atol=1e-8)

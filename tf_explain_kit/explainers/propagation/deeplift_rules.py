@@ -17,8 +17,8 @@ wherever the rules below are exact:
   the output, and summation stays exact;
 - softmax: written as ``exp(a − c) · (1/Σ exp(a − c))`` with one shift ``c`` shared by the
   input and its reference, each step rescaled and the product split as above: exact;
-- layer normalisation: centring (linear), square (rescale: ``c_x + c_r``), mean (linear),
-  ``1/sqrt`` (rescale) and the product, each exact.
+- layer and RMS normalisation: centring (linear), square (rescale: ``c_x + c_r``), mean
+  (linear), ``1/sqrt`` (rescale) and the product, each exact.
 """
 
 from __future__ import annotations
@@ -288,28 +288,34 @@ def softmax(pairing: Pairing, a: Any, f: Callable[[Any], Any], axis: int | tuple
 
 
 @fused
-def _layer_norm_multipliers(upstream: Any, x: Any, r: Any, gamma: Any, axes: tuple, epsilon: float, rms: bool) -> Any:
+def _normalization_multipliers(upstream: Any, x: Any, r: Any, gamma: Any, axes: tuple, epsilon: float, centred_statistics: bool, centred_output: bool) -> Any:
+    """Exact multipliers of ``gamma · p · (mean(c²) + ε)^(-1/2)`` where ``c`` is the input
+    centred (``centred_statistics``, LayerNormalization) or not (RMSNormalization), and ``p``
+    the centred input (``centred_output``) or the input itself."""
     size = 1.0
     for axis in axes:
         size *= x.shape[axis]
-    c_x, c_r = x - ops.mean(x, axis=axes, keepdims=True), r - ops.mean(r, axis=axes, keepdims=True)
+    centre = lambda t: t - ops.mean(t, axis=axes, keepdims=True)  # noqa: E731
+    c_x, c_r = (centre(x), centre(r)) if centred_statistics else (x, r)
     v_x, v_r = ops.mean(c_x * c_x, axis=axes, keepdims=True) + epsilon, ops.mean(c_r * c_r, axis=axes, keepdims=True) + epsilon
     q_x, q_r = ops.rsqrt(v_x), ops.rsqrt(v_r)
-    p_x, p_r = (x, r) if rms else (c_x, c_r)  # what the normaliser multiplies
+    p_x, p_r = (centre(x), centre(r)) if centred_output else (x, r)  # what the normaliser multiplies
     g_p = upstream * gamma
     g_q = ops.sum(g_p * (p_x + p_r) / 2, axis=axes, keepdims=True)
     g_v = g_q * _safe_ratio(q_x - q_r, v_x - v_r, -0.5 * q_x * q_x * q_x)
     g_c = g_v / size * (c_x + c_r)  # Δ(c²)/Δc = c_x + c_r exactly
-    g_c = g_c - ops.mean(g_c, axis=axes, keepdims=True)  # back through the centring
+    if centred_statistics:
+        g_c = centre(g_c)  # back through the centring
     g_direct = g_p * (q_x + q_r) / 2
-    if not rms:
-        g_direct = g_direct - ops.mean(g_direct, axis=axes, keepdims=True)
+    if centred_output:
+        g_direct = centre(g_direct)
     return g_c + g_direct
 
 
-def layer_norm(pairing: Pairing, a: Any, f: Callable[[Any], Any], layer: Any) -> Any:
-    """``f(a)``, Keras' LayerNormalization ``layer``, with exact multipliers: centring,
-    square, mean, ``1/sqrt`` and the normalising product, each by its own rule."""
+def normalization(pairing: Pairing, a: Any, f: Callable[[Any], Any], layer: Any) -> Any:
+    """``f(a)``, a LayerNormalization (``rms_scaling`` too) or RMSNormalization ``layer``,
+    with exact multipliers: centring, square, mean, ``1/sqrt`` and the normalising
+    product, each by its own rule."""
     if pairing.recording:
         pairing.remember(a)
         return f(a)
@@ -319,11 +325,15 @@ def layer_norm(pairing: Pairing, a: Any, f: Callable[[Any], Any], layer: Any) ->
     shape = [1] * ndim
     for axis in axes:
         shape[axis] = a.shape[axis]
-    gamma = ops.reshape(layer.gamma, shape) if layer.scale else ops.ones(shape)
+    if isinstance(layer, keras.layers.LayerNormalization):
+        gamma = ops.reshape(layer.gamma, shape) if layer.scale else ops.ones(shape)
+        centred = (True, not layer.rms_scaling)
+    else:  # RMSNormalization
+        gamma, centred = ops.reshape(layer.scale, shape), (False, False)
 
     def backward(a, y, upstream, pull):
         g, x, r = pairing.blocks(a_ref, upstream, a)
-        return pairing.rows(_layer_norm_multipliers(g, x, r, gamma, axes, float(layer.epsilon), bool(layer.rms_scaling)), a)
+        return pairing.rows(_normalization_multipliers(g, x, r, gamma, axes, float(layer.epsilon), *centred), a)
 
     return with_backward(f, a, backward, record=False)
 
@@ -373,7 +383,7 @@ def hooks(model: Any, graph: Any, pairing: Pairing, method: str) -> tuple:
         elif k is Kind.MAXPOOL:
             found.append((op, on_call(lambda a, f, layer=op: maxpool(pairing, a, f, layer))))
         elif k is Kind.NORMALIZATION:
-            found.append((op, on_call(lambda a, f, layer=op: layer_norm(pairing, a, f, layer))))
+            found.append((op, on_call(lambda a, f, layer=op: normalization(pairing, a, f, layer))))
         elif k is Kind.PRODUCT:
             found.append((op, _product_hook(op, steps)))
         elif k is Kind.ATTENTION:

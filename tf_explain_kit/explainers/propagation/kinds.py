@@ -30,7 +30,7 @@ class Kind(enum.Enum):
     SOFTMAX = "softmax"
     MAXPOOL = "maxpool"
     PRODUCT = "product"  # a product of two (or more) varying tensors
-    NORMALIZATION = "normalization"  # LayerNormalization
+    NORMALIZATION = "normalization"  # LayerNormalization, RMSNormalization
     ATTENTION = "attention"  # MultiHeadAttention
     RECURRENT = "recurrent"  # LSTM, GRU, SimpleRNN
     CONTAINER = "container"  # a model or a custom layer whose sublayers do the work
@@ -95,7 +95,7 @@ def sort(op: Any, graph: Graph) -> Sort:
         return Sort(Kind.SOFTMAX)
     if isinstance(op, _MAXPOOL):
         return Sort(Kind.MAXPOOL)
-    if isinstance(op, L.LayerNormalization):
+    if isinstance(op, (L.LayerNormalization, L.RMSNormalization)):
         return Sort(Kind.NORMALIZATION)
     if isinstance(op, L.MultiHeadAttention):
         return _attention(op)
