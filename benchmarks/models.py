@@ -23,14 +23,29 @@ def mobilenet(n: int = 32, classes: int = 10) -> tuple[keras.Model, np.ndarray]:
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=classes)
     x = np.random.default_rng(0).uniform(-1, 1, (max(n, 16), 224, 224, 3)).astype(np.float32)
+    _batch_norm_statistics(model, x[:16])
+    return model, x[:n]
+
+
+def mobilenet_v3(n: int = 32, classes: int = 1000) -> tuple[keras.Model, np.ndarray]:
+    """MobileNetV3Small at 224×224 as Keras builds it (its Rescaling layer takes raw pixels),
+    random weights with batch-norm statistics from one batch, and ``n`` inputs in [0, 255]."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3), classes=classes)
+    x = np.random.default_rng(0).uniform(0, 255, (max(n, 16), 224, 224, 3)).astype(np.float32)
+    _batch_norm_statistics(model, x[:16])
+    return model, x[:n]
+
+
+def _batch_norm_statistics(model: keras.Model, x: np.ndarray) -> None:
+    """Set every batch norm's moving statistics to those of ``x``."""
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]
     for layer in norms:
         layer.momentum = 0.0  # the moving statistics become this batch's
-    model(x[:16], training=True)
+    model(x, training=True)
     for layer, momentum in zip(norms, momenta):
         layer.momentum = momentum
-    return model, x[:n]
 
 
 def bare_gradient(model: keras.Model):

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "explainers": [
-        "DeepShap", "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GradientShap", "IntegratedGradients",
+        "DeepLift", "DeepShap", "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GradientShap", "IntegratedGradients",
         "KernelShap", "LimeImage", "LimeTabular", "LimeText", "LRP", "Occlusion", "PartitionShap", "Saliency", "SmoothGrad", "VarGrad",
     ],
     "explanation": ["Explanation"],
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     )
     from .explainers import (
         LRP,
+        DeepLift,
         DeepShap,
         Explainer,
         GradCAM,

@@ -2,6 +2,7 @@
 
 from .base import Explainer
 from .cam import GradCAM, GradCAMPlusPlus
+from .deeplift import DeepLift
 from .gradients import GradientInput, Saliency
 from .integrated_gradients import IntegratedGradients
 from .lime import LimeImage, LimeTabular, LimeText
@@ -10,4 +11,4 @@ from .noise import SmoothGrad, VarGrad
 from .occlusion import Occlusion
 from .shap import DeepShap, GradientShap, KernelShap, PartitionShap
 
-__all__ = ["DeepShap", "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GradientShap", "IntegratedGradients", "KernelShap", "LimeImage", "LimeTabular", "LimeText", "LRP", "Occlusion", "PartitionShap", "Saliency", "SmoothGrad", "VarGrad"]
+__all__ = ["DeepLift", "DeepShap", "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GradientShap", "IntegratedGradients", "KernelShap", "LimeImage", "LimeTabular", "LimeText", "LRP", "Occlusion", "PartitionShap", "Saliency", "SmoothGrad", "VarGrad"]

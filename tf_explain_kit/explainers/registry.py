@@ -13,6 +13,7 @@ import keras
 from ..model import Inputs, embedding_layers, take
 from .base import Explainer
 from .cam import GradCAM, GradCAMPlusPlus
+from .deeplift import DeepLift
 from .gradients import GradientInput, Saliency
 from .integrated_gradients import IntegratedGradients
 from .lime import LimeImage, LimeTabular, LimeText
@@ -48,6 +49,7 @@ _METHODS: dict[str, tuple[type[Explainer], Callable[[keras.Model, Inputs, str], 
     "gradcam_plus_plus": (GradCAMPlusPlus, _NONE),
     "occlusion": (Occlusion, _NONE),
     "lrp": (LRP, lambda m, d, k: {"rule": "composite" if k == "image" else "epsilon"}),
+    "deeplift": (DeepLift, _NONE),
     "lime_image": (LimeImage, _NONE),
     "lime_tabular": (LimeTabular, lambda m, d, k: {"training_data": d}),
     "lime_text": (LimeText, _NONE),
