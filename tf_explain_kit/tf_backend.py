@@ -215,11 +215,22 @@ def elementwise_backward(backward: Callable) -> Callable[[Callable], Callable]:
     return make
 
 
+_FUSE_AT = 4096  # elements per sample from which a fused kernel pays for its compilation
+
+
 def fused(fn: Callable) -> Callable:
-    """``fn`` compiled by XLA into one kernel per input shape. For the elementwise chains of
-    backward rules over large activations (memory-bound: one pass instead of one per op);
-    convolutions stay outside, on TensorFlow's own kernels."""
-    return tf.function(fn, jit_compile=True, autograph=False)
+    """``fn`` compiled by XLA into one kernel per input shape when its first tensor argument
+    is large (``_FUSE_AT`` elements per sample or more), else run as it is. For the
+    elementwise chains of backward rules over large activations (memory-bound: one pass
+    instead of one per op); convolutions stay outside, on TensorFlow's own kernels."""
+    compiled = tf.function(fn, jit_compile=True, autograph=False)
+
+    def call(*args: Any) -> Any:
+        first = next(a for a in args if tf.is_tensor(a))
+        size = first.shape[1:].num_elements()
+        return compiled(*args) if size is not None and size >= _FUSE_AT else fn(*args)
+
+    return call
 
 
 def vjp(f: Callable[[Any], Any], x: Any, v: Any) -> Any:
@@ -326,7 +337,9 @@ class CompiledModel:
             key += (str(tf.nest.map_structure(lambda _: 0, args)),)
         if key not in self._functions:
             signature = tuple(tf.nest.map_structure(lambda t, i=i: tf.TensorSpec(shape(t, i), t.dtype), a) for i, a in enumerate(args))
-            self._functions[key] = tf.function(build(), input_signature=signature)
+            # No autograph: nothing traced here branches on tensors in Python (autograph does not
+            # reach into Keras layers' calls anyway), and converting our code doubled tracing time.
+            self._functions[key] = tf.function(build(), input_signature=signature, autograph=False)
         args = tuple(_to_tensors(a) for a in args)
         if tf.distribute.has_strategy():
             with self._hooks(*hooks):

@@ -222,3 +222,25 @@ def test_deeplift_baselines_shared_per_sample_or_computed():
         DeepLift(model, baseline=np.zeros((3, 5), np.float32)).explain(x)
     with pytest.raises(ValueError, match="baseline: expected 'zeros', an array or a callable"):
         DeepLift(model, baseline="blur")
+
+
+def test_the_rescale_rule_sums_exactly_for_every_elementwise_activation():
+    """Every elementwise activation Keras has, each on its own branch (as a Dense layer's
+    activation and as an Activation layer), in one model: the branches sum exactly."""
+    from tf_explain_kit.explainers.propagation.kinds import ELEMENTWISE_ACTIVATIONS
+
+    inputs = keras.Input((6,))
+    branches = [L.Activation(name)(L.Dense(4, activation=name, kernel_initializer=INIT)(inputs)) for name in sorted(ELEMENTWISE_ACTIVATIONS)]
+    model = keras.Model(inputs, L.Dense(2, kernel_initializer=INIT)(L.Concatenate()(branches)))
+    x = RNG.normal(size=(5, 6)).astype(np.float32)
+    ex = DeepShap(model, RNG.normal(size=(6, 6)).astype(np.float32)).explain(x, targets=0)
+    assert np.isfinite(ex.attributions).all() and _relative_gap(ex) < 1e-4
+
+
+@pytest.mark.parametrize("conv", ["separable", "conv3d"])
+def test_more_convolutions_sum_exactly(conv):
+    layer = {"separable": L.SeparableConv2D(4, 3, activation="relu"), "conv3d": L.Conv3D(4, 2, activation="relu")}[conv]
+    shape = (6, 6, 2) if conv == "separable" else (4, 4, 4, 2)
+    model = keras.Sequential([keras.Input(shape), layer, L.Flatten(), L.Dense(3)])
+    ex = DeepShap(model, RNG.normal(size=(4, *shape)).astype(np.float32)).explain(RNG.normal(size=(3, *shape)).astype(np.float32))
+    assert _relative_gap(ex) < 1e-4

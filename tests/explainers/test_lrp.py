@@ -554,3 +554,45 @@ def test_mixed_precision_computes_float32_relevance():
         ours, expected = LRP(model, rule=rule).explain(x, targets=1), LRP(twin, rule=rule).explain(x, targets=1)
         assert ours.attributions.dtype == np.float32
         np.testing.assert_allclose(ours.attributions, expected.attributions, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["separable", "conv3d", "conv1d_causal"])
+def test_more_convolutions_conserve_relevance(kind):
+    init = keras.initializers.GlorotUniform(seed=11)
+    conv = {
+        "separable": lambda: L.SeparableConv2D(4, 3, padding="same", activation="relu", use_bias=False, depthwise_initializer=init, pointwise_initializer=init),
+        "conv3d": lambda: L.Conv3D(4, 2, activation="relu", use_bias=False, kernel_initializer=init),
+        "conv1d_causal": lambda: L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", use_bias=False, kernel_initializer=init),
+    }[kind]
+    shape = {"separable": (6, 6, 2), "conv3d": (4, 4, 4, 2), "conv1d_causal": (9, 2)}[kind]
+    model = keras.Sequential([keras.Input(shape), conv(), L.Flatten(), L.Dense(3, use_bias=False, kernel_initializer=init)])
+    x = RNG.uniform(0, 1, (4, *shape)).astype(np.float32)
+    ex = LRP(model, rule="epsilon", epsilon=1e-9).explain(x, targets=0)
+    np.testing.assert_allclose(ex.attributions.reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)
+    np.testing.assert_allclose(ex.attributions, tek.GradientInput(model).explain(x, targets=0).attributions, atol=1e-5 * np.abs(ex.attributions).max())
+    if kind == "separable":
+        with pytest.raises(ValueError, match=r"rule: '.*' is a SeparableConv2D \(two kernels\).*layer_rules="):
+            LRP(model, rule=Gamma())
+
+
+@pytest.mark.parametrize("canonizers", ["default", "none"])
+def test_relevance_is_conserved_layer_by_layer_through_each_canonizer(canonizers):
+    """Rescaling (no offset) before the pixels and a batch norm without shift: with the
+    canonizers (folded, z^B at the pixels) or without (each an affine layer, LRP-0), the
+    ε → 0 rules conserve relevance at every layer."""
+    init = keras.initializers.GlorotUniform(seed=12)
+    inputs = keras.Input((8, 8, 2))
+    conv = L.Conv2D(4, 3, use_bias=False, kernel_initializer=init, name="conv")
+    norm = L.BatchNormalization(center=False, name="norm")
+    h = L.ReLU(name="relu")(norm(conv(L.Rescaling(1 / 255.0)(inputs))))
+    model = keras.Model(inputs, L.Dense(3, use_bias=False, kernel_initializer=init)(L.GlobalAveragePooling2D()(h)))
+    norm.set_weights([RNG.uniform(0.5, 1.5, 4), np.zeros(4), RNG.uniform(0.5, 1.5, 4)])  # gamma, mean 0, variance: a pure scale
+    x = RNG.uniform(0, 255, (4, 8, 8, 2)).astype(np.float32)
+    lrp = LRP(model, rule="composite", epsilon=1e-9, **({} if canonizers == "default" else {"canonizers": ()}))
+    ex = lrp.explain(x, targets=2)
+    assert lrp.rules["conv"].name == ("zbox" if canonizers == "default" else "epsilon")
+    weights = np.zeros((4, 3), np.float32)
+    weights[:, 2] = 1
+    result = lrp.adapter.layer_gradients(x, weights, model.get_layer("relu"), lrp._build(x), lrp._key)
+    np.testing.assert_allclose((result.activations * result.grads).reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)
+    np.testing.assert_allclose(ex.attributions.reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)

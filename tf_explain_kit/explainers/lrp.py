@@ -42,7 +42,7 @@ from .propagation.canonizers import DEFAULT_CANONIZERS, Canonizer, Structure, ca
 from .propagation.composites import Composite, presets, rule_named
 from .propagation.graph import Graph, probe
 from .propagation.kinds import Kind, has_activation, sorted_ops, unsupported
-from .propagation.lrp_rules import KERNEL_LAYERS, Epsilon, Pass, Rule, Zero, ZBox, gradient_passes, passthrough, passthrough_of, split_hook
+from .propagation.lrp_rules import KERNEL_LAYERS, SEPARABLE, Epsilon, Pass, Rule, Zero, ZBox, gradient_passes, passthrough, passthrough_of, split_hook
 from .propagation.recurrent import rnn_call
 
 RULES = tuple(presets(1e-6, 0.25))  # the preset names
@@ -140,6 +140,11 @@ class LRP(OnePassExplainer):
         structure = canonize(graph, self.canonizers)
         for layer, site in structure.sites.items():
             site.rule = self._given_rule(layer) or self.composite.rule(site) or Zero()
+            if isinstance(layer, SEPARABLE) and not isinstance(site.rule, (Zero, Epsilon)):
+                raise ValueError(
+                    f"rule: '{layer.name}' is a {type(layer).__name__} (two kernels), which only the zero and epsilon rules apply to; it got {site.rule.name!r}. "
+                    f"Give it one with layer_rules={{{layer.name!r}: 'epsilon'}}."
+                )
         self._check_bounded(structure)
         steps = LRPSteps(Zero() if self.composite.name == "zero" else Epsilon(self.epsilon))
         by_bn = {id(s.bn): s for s in structure.sites.values() if s.bn is not None}
@@ -351,7 +356,7 @@ def _composite(rule: Any, epsilon: float, gamma: float) -> Composite:
     if isinstance(rule, Composite):
         return rule
     if isinstance(rule, Rule):
-        return Composite([(KERNEL_LAYERS, rule)], name=rule.name)
+        return Composite([(KERNEL_LAYERS + SEPARABLE, rule)], name=rule.name)
     if isinstance(rule, str):
         found = presets(epsilon, gamma)
         if rule not in found:

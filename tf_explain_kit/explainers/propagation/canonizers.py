@@ -26,7 +26,7 @@ import numpy as np
 from keras import layers as L
 
 from .graph import Graph
-from .lrp_rules import CLIPPING, KERNEL_LAYERS, Site, activation_name, channel_axis, clips_at_zero
+from .lrp_rules import CLIPPING, KERNEL_LAYERS, SEPARABLE, Site, activation_name, channel_axis, clips_at_zero
 
 _REARRANGING = (L.Flatten, L.Reshape, L.Permute, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout)
 _PREPROCESSING = (L.Rescaling, L.Normalization, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
@@ -40,14 +40,14 @@ _KEEPS_SIGN = _REARRANGING + (
 
 
 class Structure:
-    """The probed model as the canonizers see it: a :class:`Site` per linear layer with one
-    kernel, and the path from the model's input to the layers reading the pixels."""
+    """The probed model as the canonizers see it: a :class:`Site` per linear layer with
+    weights, and the path from the model's input to the layers reading the pixels."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
         self.sites: dict[Any, Site] = {}
         for call in graph.calls:
-            if isinstance(call.layer, KERNEL_LAYERS) and call.layer not in self.sites:
+            if isinstance(call.layer, KERNEL_LAYERS + SEPARABLE) and call.layer not in self.sites:
                 self.sites[call.layer] = Site(call.layer)
         self.times_called = collections.Counter(id(c.layer) for c in graph.calls)
         self.pixel_path: list = []  # layers between the input and the layers reading the pixels
@@ -170,6 +170,6 @@ def _nonnegative_tensors(graph: Graph) -> set[int]:
     for call in graph.calls:
         layer = call.layer
         kept = isinstance(layer, _KEEPS_SIGN) and call.inputs and all(id(t) in found for t in call.inputs)
-        if kept or clips_at_zero(layer) or (isinstance(layer, KERNEL_LAYERS) and activation_name(layer) in CLIPPING):
+        if kept or clips_at_zero(layer) or (isinstance(layer, KERNEL_LAYERS + SEPARABLE) and activation_name(layer) in CLIPPING):
             found.add(id(call.output))
     return found

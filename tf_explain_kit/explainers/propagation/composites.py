@@ -11,7 +11,7 @@ from typing import Callable, Sequence, Union
 
 from keras import layers as L
 
-from .lrp_rules import KERNEL_LAYERS, AlphaBeta, Epsilon, Gamma, Pass, Rule, Site, Zero, ZBox, ZPlus
+from .lrp_rules import KERNEL_LAYERS, SEPARABLE, AlphaBeta, Epsilon, Gamma, Pass, Rule, Site, Zero, ZBox, ZPlus
 
 Match = Union[type, tuple, Callable[[Site], bool]]
 DENSE = (L.Dense, L.EinsumDense)
@@ -48,19 +48,20 @@ def gamma_well_posed(site: Site) -> bool:
 def presets(epsilon: float, gamma: float) -> dict[str, Composite]:
     """The composites ``LRP(rule=name)`` offers."""
     eps, gam = Epsilon(epsilon), Gamma(gamma, epsilon)
+    separable = (SEPARABLE, eps)  # two kernels: only the gradient-form rules apply
     return {
-        "zero": Composite([(KERNEL_LAYERS, Zero())], name="zero"),
-        "epsilon": Composite([(KERNEL_LAYERS, eps)], name="epsilon"),
-        "gamma": Composite([(KERNEL_LAYERS, gam)], name="gamma"),
-        "zplus": Composite([(KERNEL_LAYERS, ZPlus(epsilon))], name="zplus"),
-        "alpha_beta": Composite([(KERNEL_LAYERS, AlphaBeta(2.0, 1.0, epsilon))], name="alpha_beta"),
+        "zero": Composite([(KERNEL_LAYERS + SEPARABLE, Zero())], name="zero"),
+        "epsilon": Composite([(KERNEL_LAYERS + SEPARABLE, eps)], name="epsilon"),
+        "gamma": Composite([separable, (KERNEL_LAYERS, gam)], name="gamma"),
+        "zplus": Composite([separable, (KERNEL_LAYERS, ZPlus(epsilon))], name="zplus"),
+        "alpha_beta": Composite([separable, (KERNEL_LAYERS, AlphaBeta(2.0, 1.0, epsilon))], name="alpha_beta"),
         # z^B at the pixels, ε for dense layers, γ for convolutions where it is well posed, else ε.
-        "composite": Composite([(DENSE, eps), (lambda site: isinstance(site.layer, CONVOLUTIONS) and gamma_well_posed(site), gam), (KERNEL_LAYERS, eps)], first=ZBox(epsilon), name="composite"),
+        "composite": Composite([separable, (DENSE, eps), (lambda site: isinstance(site.layer, CONVOLUTIONS) and gamma_well_posed(site), gam), (KERNEL_LAYERS, eps)], first=ZBox(epsilon), name="composite"),
         # zennit's EpsilonGammaBox: z^B first, γ for every convolution, ε for dense layers.
-        "epsilon_gamma_box": Composite([(DENSE, eps), (CONVOLUTIONS, gam)], first=ZBox(epsilon), name="epsilon_gamma_box"),
+        "epsilon_gamma_box": Composite([separable, (DENSE, eps), (CONVOLUTIONS, gam)], first=ZBox(epsilon), name="epsilon_gamma_box"),
         # zennit's EpsilonPlus and EpsilonAlpha2Beta1: ε for dense layers, z⁺ or α2β1 for convolutions.
-        "epsilon_plus": Composite([(DENSE, eps), (CONVOLUTIONS, ZPlus(epsilon))], name="epsilon_plus"),
-        "epsilon_alpha2_beta1": Composite([(DENSE, eps), (CONVOLUTIONS, AlphaBeta(2.0, 1.0, epsilon))], name="epsilon_alpha2_beta1"),
+        "epsilon_plus": Composite([separable, (DENSE, eps), (CONVOLUTIONS, ZPlus(epsilon))], name="epsilon_plus"),
+        "epsilon_alpha2_beta1": Composite([separable, (DENSE, eps), (CONVOLUTIONS, AlphaBeta(2.0, 1.0, epsilon))], name="epsilon_alpha2_beta1"),
     }
 
 

@@ -36,6 +36,7 @@ from ...tf_backend import custom_backward, elementwise_backward, scale_gradient,
 _CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
 _DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 KERNEL_LAYERS = (L.Dense, L.EinsumDense, *_CONV, *_DEPTHWISE)  # one kernel: every rule applies
+SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)  # two kernels: the gradient-form rules apply
 # Activations whose plain gradient already passes relevance unchanged, and those (as a layer's
 # own activation) whose output is 0 wherever their input is <= 0.
 GRADIENT_PASSES = ("relu", "linear")
@@ -110,7 +111,7 @@ class Epsilon(Rule):
     def linear_hook(self, site: Site) -> Callable | None:
         layer, epsilon = site.layer, self.epsilon
         activation = activation_name(layer)
-        if activation == "relu":  # y = z wherever y ≠ 0: ε's factor is y / (y + ε)
+        if activation == "relu" and not isinstance(layer, SEPARABLE):  # y = z wherever y ≠ 0: ε's factor is y / (y + ε)
             return custom_backward(_epsilon_through_relu(layer, epsilon))
         if site.clips:  # a capped ReLU: the ε factor rides on its pass-through
             return split_hook(layer, None, _epsilon_passthrough(epsilon))
