@@ -596,3 +596,17 @@ def test_relevance_is_conserved_layer_by_layer_through_each_canonizer(canonizers
     result = lrp.adapter.layer_gradients(x, weights, model.get_layer("relu"), lrp._build(x), lrp._key)
     np.testing.assert_allclose((result.activations * result.grads).reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)
     np.testing.assert_allclose(ex.attributions.reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("bounds", [None, (0.0, 1.0)], ids=["own_range", "given"])
+def test_bounded_rule_through_zero_padding_gives_padding_no_relevance(bounds):
+    """ZeroPadding before the first convolution (ResNet, DenseNet, EfficientNet stems): the
+    padded zeros are not pixels, so z^B gives them the box [0, 0] and the pixels keep all
+    the relevance (conserved without biases)."""
+    init = keras.initializers.GlorotUniform(seed=13)
+    model = keras.Sequential([keras.Input((6, 6, 2)), L.ZeroPadding2D(1), L.Conv2D(3, 3, activation="relu", use_bias=False, kernel_initializer=init, name="stem"), L.Flatten(), L.Dense(2, use_bias=False, kernel_initializer=init)])
+    x = RNG.uniform(0, 1, (4, 6, 6, 2)).astype(np.float32)
+    lrp = LRP(model, rule="composite", epsilon=1e-9, input_bounds=bounds)
+    ex = lrp.explain(x, targets=0)
+    assert lrp.rules["stem"].name == "zbox"
+    np.testing.assert_allclose(ex.attributions.reshape(4, -1).sum(axis=1), ex.extras["score"], rtol=1e-4)

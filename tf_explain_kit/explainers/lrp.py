@@ -47,6 +47,7 @@ from .propagation.recurrent import rnn_call
 
 RULES = tuple(presets(1e-6, 0.25))  # the preset names
 _GATES = ("sigmoid", "hard_sigmoid", "softmax")
+_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 
 
 class LRP(OnePassExplainer):
@@ -215,7 +216,13 @@ class LRP(OnePassExplainer):
     def _bounds(self, path: tuple, input_shape: tuple) -> Callable[[Any], tuple[Any, Any]]:
         """The z^B box at a layer's input ``a``, which is the model input after the ``path`` layers."""
         if self.input_bounds is None:
-            return lambda a: tuple(f(a, axis=tuple(range(1, len(a.shape))), keepdims=True) for f in (ops.min, ops.max))
+            layout = [layer for layer in path if not is_elementwise_affine(layer)]
+            if not any(isinstance(layer, _PADDING) for layer in layout):
+                return lambda a: tuple(f(a, axis=tuple(range(1, len(a.shape))), keepdims=True) for f in (ops.min, ops.max))
+            inside = np.ones((1, *input_shape), np.float32)  # 1 at the pixels, 0 where padding added zeros
+            for layer in layout:
+                inside = ops.convert_to_numpy(layer(inside, training=False))
+            return lambda a: _box_inside(a, inside > 0.5)
         box = []
         for bound in self.input_bounds:
             try:
@@ -292,6 +299,15 @@ class LRPSteps:
 def _half(t: Any) -> Any:
     """``t`` with half its gradient: the two factors of a product share its relevance."""
     return scale_gradient(t, lambda _: 0.5)
+
+
+def _box_inside(a: Any, inside: np.ndarray) -> tuple[Any, Any]:
+    """Each sample's own range over the pixels, and the box [0, 0] where padding added zeros
+    (they are not pixels: they get no relevance)."""
+    axes = tuple(range(1, len(a.shape)))
+    low = ops.min(ops.where(inside, a, np.inf), axis=axes, keepdims=True)
+    high = ops.max(ops.where(inside, a, -np.inf), axis=axes, keepdims=True)
+    return ops.where(inside, low, 0.0), ops.where(inside, high, 0.0)
 
 
 def _relevance_unchanged(a: Any, y: Any, upstream: Any) -> Any:
