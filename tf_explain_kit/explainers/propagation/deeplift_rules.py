@@ -389,8 +389,63 @@ def hooks(model: Any, graph: Any, pairing: Pairing, method: str) -> tuple:
         elif k is Kind.ATTENTION:
             found.append((op, lambda original, op=op: attention_step(op, steps), "_compute_attention"))
         elif k is Kind.RECURRENT:
-            found.append((op, lambda original, op=op: rnn_call(op, steps)))
+            found.append((op, _recurrent_hook(op, pairing)))
     return tuple(found)
+
+
+class DoubledSteps:
+    """DeepLIFT's steps on doubled batches, for loops (where nothing can be remembered from
+    the references' pass): the first half of each tensor holds the pair rows, the second
+    half their references, which get no gradient."""
+
+    def linear(self, z: Any) -> Any:
+        return z
+
+    def elementwise(self, a: Any, f: Callable[[Any], Any]) -> Any:
+        def backward(a, y, upstream, pull):
+            (x, r), (g, _) = _halves(a), _halves(upstream)
+            multiplied = _secant(f, g, x, r)
+            return ops.concatenate([multiplied, ops.zeros_like(multiplied)], axis=0)
+
+        return with_backward(f, a, backward, record=False)
+
+    def product(self, a: Any, b: Any, fn: Callable[[Any, Any], Any] = ops.multiply, gate: int | None = None) -> Any:
+        def backward(inputs, y, upstream, pull):
+            (a_x, a_r), (b_x, b_r), (g, _) = _halves(inputs[0]), _halves(inputs[1]), _halves(upstream)
+            g_a, g_b = vjp(lambda t: fn(t, (b_x + b_r) / 2), a_x, g), vjp(lambda t: fn((a_x + a_r) / 2, t), b_x, g)
+            return [ops.concatenate([g_a, ops.zeros_like(g_a)], axis=0), ops.concatenate([g_b, ops.zeros_like(g_b)], axis=0)]
+
+        return with_backward(lambda ab: fn(*ab), [a, b], backward, record=False)
+
+    def softmax(self, a: Any, axis: int = -1) -> Any:
+        raise NotImplementedError("softmax inside a recurrent cell")
+
+
+def _halves(t: Any) -> tuple[Any, Any]:
+    half = ops.shape(t)[0] // 2
+    return t[:half], t[half:]
+
+
+def _recurrent_hook(layer: Any, pairing: Pairing) -> Callable[[Callable], Callable]:
+    """An LSTM, GRU or SimpleRNN: the references' pass is the layer's own; the pairs' pass
+    runs the cell on the pair rows and their references together (:class:`DoubledSteps`)."""
+    doubled = rnn_call(layer, DoubledSteps())
+
+    def make(original):
+        def call(sequences, initial_state=None, mask=None, training=False):
+            if initial_state is not None:
+                raise ValueError(f"model: DeepLIFT needs layer '{layer.name}' to start from zero states; it was given initial_state. Use GradientShap or IntegratedGradients.")
+            if pairing.recording:
+                pairing.remember(*[t for t in (sequences, mask) if t is not None])
+                return original(sequences, mask=mask, training=training)
+            references = pairing.recall()
+            both = lambda x, r: ops.concatenate([x, pairing.spread(r, x)], axis=0)  # noqa: E731
+            out = doubled(both(sequences, references[0]), mask=None if mask is None else both(mask, references[1]), training=training)
+            return keras.tree.map_structure(lambda t: _halves(t)[0], out)
+
+        return call
+
+    return make
 
 
 def _product_hook(op: Any, steps: DeepLiftSteps) -> Callable[[Callable], Callable]:

@@ -1,10 +1,11 @@
-"""LSTM, GRU and SimpleRNN layers written as :mod:`.steps`, unrolled over time.
+"""LSTM, GRU and SimpleRNN layers written as :mod:`.steps`, in a loop over time.
 
 The step functions follow Keras' cells exactly (same weights, same gate order, GRU's
 ``reset_after`` both ways), so the forward value is the layer's own; what changes is how
 each propagation method treats their parts: LRP holds the gates constant and gives the
 signal all of the product's relevance (Arras et al., 2017), DeepLIFT splits every product
-exactly. The loop is unrolled in the traced graph (one copy of the cell per time step).
+exactly. The loop is ``keras.ops.scan`` (a while loop): tracing costs the same for any
+sequence length, and the length may be left open.
 """
 
 from __future__ import annotations
@@ -25,23 +26,26 @@ def rnn_call(layer: Any, steps: Steps):
     step = {L.LSTMCell: _lstm_step, L.GRUCell: _gru_step, L.SimpleRNNCell: _simple_step}[type(cell)]
 
     def call(sequences, initial_state=None, mask=None, training=False):
-        n, timesteps = ops.shape(sequences)[0], sequences.shape[1]
-        if timesteps is None:
-            raise ValueError(f"model: layer '{layer.name}' needs a fixed sequence length to be explained (its input has shape {sequences.shape}); give keras.Input a fixed length.")
+        n = ops.shape(sequences)[0]
         sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
         states = [ops.zeros((n, size), sequences.dtype) for size in sizes] if initial_state is None else list(keras.tree.flatten(initial_state))
-        order = range(timesteps - 1, -1, -1) if layer.go_backwards else range(timesteps)
-        outputs, output = [], ops.zeros((n, cell.units), sequences.dtype)
-        for t in order:
-            new_output, new_states = step(cell, sequences[:, t], states, steps)
-            if mask is not None:  # masked steps keep the previous state and output (or zeros)
-                keep = ops.expand_dims(ops.cast(mask[:, t], "bool"), -1)
-                new_states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
-                new_output = ops.where(keep, new_output, ops.zeros_like(new_output) if layer.zero_output_for_mask else output)
-            output, states = new_output, new_states
-            outputs.append(output)
-        result = ops.stack(outputs, axis=1) if layer.return_sequences else output
-        return [result, *states] if layer.return_state else result
+        series = ops.transpose(sequences, (1, 0, 2))  # time-major
+        keep = None if mask is None else ops.expand_dims(ops.transpose(ops.cast(mask, "bool")), -1)
+        if layer.go_backwards:  # processed, and returned, from the last step (as Keras does)
+            series, keep = ops.flip(series, 0), None if keep is None else ops.flip(keep, 0)
+
+        def body(carry, inputs):
+            *old, previous = carry
+            x, kept = (inputs, None) if keep is None else inputs
+            output, new = step(cell, x, list(old), steps)
+            if kept is not None:  # masked steps keep the previous state and output (or zeros)
+                new = [ops.where(kept, a, b) for a, b in zip(new, old)]
+                output = ops.where(kept, output, ops.zeros_like(output) if layer.zero_output_for_mask else previous)
+            return [*new, output], [*new, output]  # Keras' scan stacks outputs shaped as the carry
+
+        carry, stacked = ops.scan(body, [*states, ops.zeros((n, cell.units), sequences.dtype)], series if keep is None else (series, keep))
+        result = ops.transpose(stacked[-1], (1, 0, 2)) if layer.return_sequences else carry[-1]
+        return [result, *carry[:-1]] if layer.return_state else result
 
     return call
 
