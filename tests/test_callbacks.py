@@ -279,3 +279,23 @@ def test_single_method_callbacks_share_one_implementation(tmp_path, digits_data)
     (explainer, every), = callback.jobs
     assert isinstance(explainer, tek.IntegratedGradients) and explainer.steps == 8 and every == 1
     assert tek.load_run(tmp_path).explanation("integrated_gradients", 0).attributions.shape == (3, 28, 28, 1)
+
+
+def test_diverged_model_trains_to_the_end_and_warns_not_finite(tmp_path):
+    import keras
+    import tf_explain_kit as tek
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1), np.float32), rng.integers(0, 3, 16)
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, activation="relu"), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+
+    class Diverge(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                for w in self.model.weights:
+                    w.assign(np.full(w.shape, np.nan, "float32"))
+
+    with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+        h = m.fit(x, y, epochs=3, verbose=0, callbacks=[Diverge(), tek.ExplainCallback((x, y), ["saliency"], str(tmp_path), max_samples=2)])
+    assert len(h.history["loss"]) == 3 and np.isnan(h.history["loss"][-1])

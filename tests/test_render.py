@@ -31,3 +31,14 @@ def test_overlay_blends_the_colour_map_over_grey_by_strength():
     np.testing.assert_allclose(rgb[0, 3, 4], ((1 - alpha) * grey[0, 3, 4] + alpha * top) * 255, atol=0.5)
     np.testing.assert_allclose(rgb[1, 0, 0], ((1 - alpha) * grey[1, 0, 0] + alpha * bottom) * 255, atol=0.5)
     assert render.enlarge(rgb).shape == (2, 112, 112, 3)  # figures: 8 px → at least 112 px, nearest neighbour
+
+
+def test_non_finite_attributions_draw_the_marker_and_keep_the_scale():
+    from tf_explain_kit import render
+    maps = np.array([[[1.0, -2.0], [np.nan, np.inf]]], np.float32)
+    assert render.shared_scale(maps) == pytest.approx(np.percentile([1.0, 2.0], 99.5))
+    colours, strength = render.colorize(maps, 2.0, signed=True)
+    assert np.allclose(colours[0, 1], render.NOT_FINITE) and np.allclose(strength[0, 1], 1.0)
+    assert not np.allclose(colours[0, 0, 0], render.NOT_FINITE) and strength[0, 0, 0] == pytest.approx(0.5)
+    rgb = render.overlay(np.zeros((1, 2, 2, 1), np.float32), maps, opacity=1.0)
+    assert (rgb[0, 1] == (0, 255, 0)).all()

@@ -20,6 +20,7 @@ DIVERGING = "RdBu_r"
 SEQUENTIAL = "inferno"
 OPACITY = 0.75
 MIN_SIDE = 112  # figures enlarge small images (nearest neighbour) to at least this many pixels
+NOT_FINITE = (0.0, 1.0, 0.0)  # full-strength green marks NaN/inf attributions (no colour map uses it)
 
 
 def attribution_maps(attributions: np.ndarray) -> np.ndarray:
@@ -34,8 +35,9 @@ def is_signed(maps: np.ndarray) -> bool:
 
 def shared_scale(maps: np.ndarray, percentile: float = 99.5) -> float:
     """One colour-scale limit for all ``maps``: a high percentile of |value| (outliers clip)."""
-    scale = float(np.percentile(np.abs(maps), percentile)) if maps.size else 0.0
-    return scale if scale > 0 else 1.0
+    finite = np.abs(maps[np.isfinite(maps)])
+    scale = float(np.percentile(finite, percentile)) if finite.size else 0.0
+    return scale if np.isfinite(scale) and scale > 0 else 1.0
 
 
 @functools.cache
@@ -45,12 +47,20 @@ def _table(name: str) -> np.ndarray:
 
 
 def colorize(maps: np.ndarray, scale: float, signed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, H, W, 3)`` float32 RGB in [0, 1] and ``(N, H, W)`` strength in [0, 1]."""
+    """``(N, H, W, 3)`` float32 RGB in [0, 1] and ``(N, H, W)`` strength in [0, 1].
+
+    Non-finite values (a diverged model) are drawn at full strength in ``NOT_FINITE`` green.
+    """
+    maps = np.asarray(maps, np.float32)
+    bad = ~np.isfinite(maps)
+    unit = np.clip(np.where(bad, 0.0, maps) / scale, -1 if signed else 0, 1)
     if signed:  # np.take: a third of the time of fancy indexing
-        unit = np.clip(np.asarray(maps, np.float32) / scale, -1, 1)
-        return np.take(_table(DIVERGING), np.rint((unit + 1) * 127.5).astype(np.intp), axis=0), np.abs(unit)
-    unit = np.clip(np.asarray(maps, np.float32) / scale, 0, 1)
-    return np.take(_table(SEQUENTIAL), np.rint(unit * 255).astype(np.intp), axis=0), unit
+        colours, strength = np.take(_table(DIVERGING), np.rint((unit + 1) * 127.5).astype(np.intp), axis=0), np.abs(unit)
+    else:
+        colours, strength = np.take(_table(SEQUENTIAL), np.rint(unit * 255).astype(np.intp), axis=0), unit
+    if bad.any():
+        colours[bad], strength = NOT_FINITE, np.where(bad, 1.0, strength).astype(np.float32)
+    return colours, strength
 
 
 def grey(images: np.ndarray) -> np.ndarray:
