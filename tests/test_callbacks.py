@@ -134,18 +134,18 @@ def test_training_is_unchanged_by_the_callback(tmp_path, digits_data):
 
 def test_a_failing_explainer_warns_logs_and_training_goes_on(tmp_path, digits_data):
     model = _compiled_cnn()
-    broken = tek.GradCAM(model, layer="classes")  # not a spatial layer: fails at explain time
+    broken = tek.IntegratedGradients(model, baseline=lambda x: x[:1])  # one baseline row for 3 samples: fails at explain time
     callback = tek.ExplainCallback(digits_data[2:], [broken, "saliency"], str(tmp_path), max_samples=3)
-    with pytest.warns(RuntimeWarning, match="gradcam failed at epoch 0 and was skipped: ValueError: layer: 'classes' has output shape"):
+    with pytest.warns(RuntimeWarning, match=r"integrated_gradients failed at epoch 0 and was skipped: ValueError: baseline: expected shape \(3, 28, 28, 1\)"):
         history = model.fit(digits_data[0][:64], digits_data[1][:64], epochs=2, verbose=0, callbacks=[callback])
     assert len(history.history["loss"]) == 2
     events = _events(str(tmp_path))
-    assert sorted(events[logformat.error_tag("gradcam")]) == [0, 1]
-    assert "not (N, h, w, channels)" in events[logformat.error_tag("gradcam")][0].item().decode()
+    assert sorted(events[logformat.error_tag("integrated_gradients")]) == [0, 1]
+    assert "baseline: expected shape" in events[logformat.error_tag("integrated_gradients")][0].item().decode()
     assert sorted(events[logformat.explanation_tag("saliency")]) == [0, 1]
 
-    strict = tek.ExplainCallback(digits_data[2:], [tek.GradCAM(model, layer="classes")], str(tmp_path / "strict"), on_error="raise")
-    with pytest.raises(ValueError, match="layer: 'classes'"):
+    strict = tek.ExplainCallback(digits_data[2:], [tek.IntegratedGradients(model, baseline=lambda x: x[:1])], str(tmp_path / "strict"), on_error="raise")
+    with pytest.raises(ValueError, match="baseline: expected shape"):
         model.fit(digits_data[0][:64], digits_data[1][:64], epochs=1, verbose=0, callbacks=[strict])
 
 

@@ -26,6 +26,11 @@ def resize_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.einsum("Hh,nhw,Ww->nHW", rows, maps, cols).astype(np.float32)
 
 
+def resize_linear(maps: np.ndarray, length: int) -> np.ndarray:
+    """Resize ``(N, t)`` maps to ``(N, length)`` with linear interpolation (half-step centres)."""
+    return np.einsum("Tt,nt->nT", _interpolation_matrix(length, maps.shape[1]), maps).astype(np.float32)
+
+
 def blur(images: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of ``(N, H, W[, C])`` images over the spatial axes only."""
     sigmas = (0, sigma, sigma) + (0,) * (images.ndim - 3)

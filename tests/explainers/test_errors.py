@@ -73,7 +73,7 @@ def test_cam_layer_errors_list_the_candidates(digits_model, dense_model, digits_
     x = digits_data[2][:2]
     with pytest.raises(ValueError, match=r"layer: no layer 'conv9' in model 'digits_cnn'\. Candidates: 'conv1', 'pool1', 'conv2', 'pool2', 'conv3'"):
         tek.GradCAM(digits_model, layer="conv9").explain(x)
-    with pytest.raises(ValueError, match=r"layer: 'classes' has output shape \(1, 10\), not \(N, h, w, channels\)\. Choose a convolutional layer: 'conv1', 'pool1', 'conv2', 'pool2', 'conv3'"):
+    with pytest.raises(ValueError, match=r"layer: 'classes' has output shape \(N, 10\), not \(N, h, w, channels\) or \(N, steps, channels\)\. Choose a convolutional layer: 'conv1', 'pool1', 'conv2', 'pool2', 'conv3'"):
         tek.GradCAM(digits_model, layer="classes").explain(x)
     with pytest.raises(ValueError, match="layer: model 'dense' has no layer with a 4-D"):
         tek.GradCAMPlusPlus(dense_model).explain(np.zeros((2, 6), np.float32))
