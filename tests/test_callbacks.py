@@ -292,10 +292,15 @@ def test_diverged_model_trains_to_the_end_and_warns_not_finite(tmp_path):
 
     class Diverge(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
+            if epoch == 1:
                 for w in self.model.weights:
                     w.assign(np.full(w.shape, np.nan, "float32"))
 
     with pytest.warns(RuntimeWarning, match="NaN or infinite"):
         h = m.fit(x, y, epochs=3, verbose=0, callbacks=[Diverge(), tek.ExplainCallback((x, y), ["saliency"], str(tmp_path), max_samples=2)])
     assert len(h.history["loss"]) == 3 and np.isnan(h.history["loss"][-1])
+    run = tek.load_run(tmp_path)  # the logs say so: NaN weights from the end of epoch 1 on (explained after it)
+    assert run.epochs == [0, 1, 2] and np.isnan(run.explanation("saliency", 2).attributions).all()
+    assert run.scalars()["saliency/not_finite_samples"].tolist() == [0.0, 2.0, 2.0]
+    tables = _events(tmp_path)[logformat.table_tag("saliency")]
+    assert [tables[epoch].item().decode().count("| not finite |") for epoch in range(3)] == [0, 2, 2]

@@ -42,3 +42,50 @@ def test_non_finite_attributions_draw_the_marker_and_keep_the_scale():
     assert not np.allclose(colours[0, 0, 0], render.NOT_FINITE) and strength[0, 0, 0] == pytest.approx(0.5)
     rgb = render.overlay(np.zeros((1, 2, 2, 1), np.float32), maps, opacity=1.0)
     assert (rgb[0, 1] == (0, 255, 0)).all()
+
+
+def _cells(markdown: str) -> list[list[str]]:
+    """The text of each body cell once TensorBoard's Text dashboard has rendered ``markdown``,
+    and every tag it kept."""
+    import html
+    import re
+
+    from tensorboard import plugin_util
+
+    page = plugin_util.markdown_to_safe_html(markdown)
+    body = page.split("<tbody>", 1)[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [[html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)] for row in rows], set(re.findall(r"<(\w+)", page))
+
+
+HOSTILE = ["![x](http://127.0.0.1:9/beacon.png)", "[support](https://phish.example/login)", "<script>alert(1)</script>", "a | b", "`code`", "**bold** _it_", "&amp; &lt;", "x\\|y", "# title", "<http://autolink.example>"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_table_cells_show_user_strings_as_plain_text(name):
+    from tf_explain_kit.explanation import Explanation
+
+    names = [name, "other"]
+    ex = Explanation("saliency", np.array([[1.0, -2.0], [0.5, 0.1]], np.float32), np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), {})
+    rows, tags = _cells(render.markdown_table(ex, np.arange(2), np.array([0, 1]), names, "tabular", feature_names=[name, "f2"]))
+    assert tags <= {"table", "thead", "tbody", "tr", "th", "td"}, tags  # no link, image, emphasis or code
+    assert rows[0][1] == name and rows[0][2].startswith(name + " (") and rows[0][3] == name  # true, predicted, explained
+    assert rows[0][4] == f"f2 (-2), {name} (+1)"  # top attributions
+
+
+def test_any_string_survives_the_text_dashboard_as_itself():
+    from hypothesis import given, settings, strategies as st
+
+    from tf_explain_kit.explanation import Explanation
+
+    ex = Explanation("saliency", np.ones((1, 3), np.float32), np.array([0]), np.array([[1.0]], np.float32), {})
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(st.characters(codec="utf-8"), max_size=40))
+    def check(name):
+        rows, tags = _cells(render.markdown_table(ex, np.arange(1), np.array([0]), [name], "text", tokens=[[name]]))
+        assert tags <= {"table", "thead", "tbody", "tr", "th", "td", "strong", "sub"}, tags
+        shown = " ".join(name.translate({c: " " for c in range(32)}).split())
+        assert " ".join(rows[0][1].split()) == shown
+
+    check()

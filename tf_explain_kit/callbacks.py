@@ -194,9 +194,17 @@ class ExplainCallback(keras.callbacks.Callback):
 
 
 def health(explanation: Explanation, seconds: float) -> dict[str, float]:
-    """Per-epoch health of one method's explanations (logged as scalars)."""
+    """Per-epoch health of one method's explanations (logged as scalars).
+
+    ``not_finite_samples`` counts the samples whose attributions hold NaN or infinity (a
+    diverged model); their pictures draw those values in ``render.NOT_FINITE`` green.
+    """
     extras = explanation.extras
-    metrics = {"seconds": seconds}
+    n = len(explanation.targets)
+    finite = np.ones(n, bool)
+    for values in flat_inputs(explanation.attributions):
+        finite &= np.isfinite(np.asarray(values).reshape(n, -1)).all(axis=1)
+    metrics = {"seconds": seconds, "not_finite_samples": float(n - finite.sum())}
     if "convergence_delta" in extras:
         metrics["mean_abs_convergence_delta"] = float(np.abs(extras["convergence_delta"]).mean())
     if "r2" in extras:

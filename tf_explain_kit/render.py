@@ -157,9 +157,15 @@ def image_pngs(images: np.ndarray, explanation: Any, opacity: float = OPACITY) -
     return pngs(overlay(images, attributions, opacity=opacity, outlines=outlines))
 
 
+# characters that start markdown (links, images, emphasis, code), HTML or a new table cell
+# inside a cell, written as numeric character references; control characters become spaces
+_MARKUP = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]<>|&"} | {chr(c): " " for c in range(32)})
+
+
 def escape(text: Any) -> str:
-    """A user string made safe inside a markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    """A user string shown as plain text in a markdown table cell of the Text dashboard:
+    no markdown (links, images, emphasis, code), HTML or cell break survives."""
+    return str(text).translate(_MARKUP)
 
 
 def _label(value: Any, class_names: list[str] | None) -> str:
@@ -206,8 +212,11 @@ def markdown_table(
     predicted, confidence = (p.argmax(axis=1), p.max(axis=1)) if p.shape[1] > 1 else ((p[:, 0] > 0.5).astype(int), p[:, 0])
     if kind == "image":
         peaks = np.stack(np.unravel_index(np.abs(maps).reshape(n, -1).argmax(axis=1), maps.shape[1:3]), axis=1).tolist()
+    finite = np.isfinite(maps.reshape(n, -1)).all(axis=1)
     for i in range(n):
-        if kind == "image":
+        if not finite[i]:
+            top = "not finite"
+        elif kind == "image":
             top = f"({peaks[i][0]}, {peaks[i][1]})"
         elif kind == "text" and tokens is not None:
             top = highlighted_tokens(tokens[i], maps[i][: len(tokens[i])])
