@@ -70,22 +70,29 @@ def auto_segmentation(image: np.ndarray) -> np.ndarray:
     A 28×28 digit gets 24–37 superpixels, a 224×224 photo 80–105 (lime's default
     quickshift gives 1–2 on digits and is 10× slower). The image is rescaled to [0, 1]
     first, so the compactness suits any input range; RGB is segmented in Lab colour.
-    Where SLIC collapses (flat or noise images give a handful of segments) a regular grid
-    of about the same number of squares is used instead.
+
+    SLIC collapses on textured or noisy images (neighbouring pixels differ more in colour
+    than the spatial term weighs, the clusters fragment and connectivity enforcement merges
+    them back: a 32×32 noise image gets 1–8 segments at compactness 10). It then retries
+    with 6× and 10× the compactness and superpixels of about 64 pixels (8×8), so that the
+    spatial term outweighs the texture while a small object's colour edge still bounds
+    its superpixel (a planted 6×6 patch gets its own superpixel, IoU ≥ 0.9, in 200 of 200
+    noise images). Only if every try collapses is a regular grid used.
     """
     from skimage.segmentation import slic
 
     low, high = float(image.min()), float(image.max())
     scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
     height, width, channels = image.shape
+    colour = channels == 3
+    pixels = scaled if channels > 1 else scaled[..., 0]
+    base = 10.0 if colour else 0.1
     n_segments = int(np.clip(height * width / 30, 16, 120))
-    if channels == 3:
-        segments = slic(scaled, n_segments=n_segments, compactness=10.0, start_label=0)
-    else:
-        grey = scaled[..., 0] if channels == 1 else scaled
-        segments = slic(grey, n_segments=n_segments, compactness=0.1, start_label=0, channel_axis=None if channels == 1 else -1)
-    if len(np.unique(segments)) >= n_segments // 2:
-        return segments
+    retry = int(np.clip(height * width / 64, 16, 120))
+    for compactness, wanted in ((base, n_segments), (6 * base, retry), (10 * base, retry)):
+        segments = slic(pixels, n_segments=wanted, compactness=compactness, start_label=0, channel_axis=-1 if channels > 1 else None, convert2lab=colour)
+        if len(np.unique(segments)) >= wanted // 2:
+            return segments
     side = max(1, round(np.sqrt(n_segments)))
     return (np.arange(height)[:, None] * side // height) * side + np.arange(width)[None, :] * side // width
 
@@ -102,7 +109,9 @@ class LimeImage(Explainer):
         seed: the masks of every image are drawn from ``RandomState(seed)`` exactly as
             ``LimeImageExplainer(random_state=seed).explain_instance`` draws them.
         hide_color: value of hidden pixels; ``None`` (lime's default) uses each
-            superpixel's mean colour.
+            superpixel's mean colour, which makes a superpixel of uniform colour (a
+            cleanly segmented flat object) look the same hidden or shown: pass a value
+            such as ``0.0`` to explain such objects.
         kernel_width: width of lime's kernel on the cosine distance (lime's 0.25).
 
     Attributions are ``(N, H, W)``: each pixel carries its superpixel's weight. ``extras``
