@@ -93,7 +93,7 @@ def test_cam_layer_errors_list_the_candidates(digits_model, dense_model, digits_
         (lambda m: tek.SmoothGrad(m, noise=-1), "noise: expected a non-negative fraction"),
         (lambda m: tek.SmoothGrad(m, base="saliency"), "base: expected an explainer instance"),
         (lambda m: tek.Occlusion(m, patch_size=0), r"patch_size: expected a positive int or \(rows, columns\)"),
-        (lambda m: tek.Occlusion(m, fill="median"), "fill: expected a number or 'mean'"),
+        (lambda m: tek.Occlusion(m, fill="median"), "fill: expected a number, 'mean' or an array shaped like one sample"),
     ],
 )
 def test_bad_options_are_named(build, message, digits_model):
