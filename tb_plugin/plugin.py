@@ -8,8 +8,9 @@ TensorFlow when it is installed; the plugin works the same without it.
 Routes (under ``data/plugin/tf_explain_kit/``), in the style of the images plugin:
 
 - ``index``: every toolkit run with its data kind, class and feature names, tokens,
-  sample ids and labels, an ``inputs`` array reference, each method's epochs and the
-  epochs of the training logs.
+  sample ids and labels, an ``inputs`` array reference, each method's epochs (methods in
+  the order the callback first wrote them), the errors logged for failed methods by
+  epoch (``failures``) and the epochs of the training logs.
 - ``epoch?run=&method=&epoch=``: one method at one epoch: targets, predictions, small
   extras as JSON, and array references for the attributions (channels summed for images)
   and large extras such as LIME's ``segments``.
@@ -47,6 +48,9 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 ALL_STEPS = 1 << 30  # "downsample" that keeps every step
 JSON_EXTRA_LIMIT = 4096  # numeric extras up to this many values travel as JSON, larger by key
+TEXT_PLUGIN = "text"  # the callback logs a method's failures as ``<method>/error`` text summaries
+ERROR_SUFFIX = "/error"
+ERROR_LIMIT = 4000  # characters of one error message sent to the client
 CACHE_ENTRIES = 256  # decoded payloads kept in memory (about 100 KB each for 32 digits)
 
 
@@ -176,6 +180,14 @@ READERS: dict[str, Callable[[list[bytes]], dict]] = {
 UNREADABLE = (logformat.FormatError, ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile, EOFError)
 
 
+def _text(value: np.ndarray) -> str:
+    """The string of a text summary's tensor (its first element), cut to ERROR_LIMIT characters."""
+    first = np.asarray(value).reshape(-1)
+    text = first[0] if first.size else b""
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return text[:ERROR_LIMIT]
+
+
 def _reference(blob_keys: tuple[str, str], reader: str, name: str, value: np.ndarray) -> dict:
     return {"key": array_key(blob_keys, reader, name), "shape": list(value.shape)}
 
@@ -259,27 +271,51 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         return self._steps[listing][epoch]
 
     # -- routes ----------------------------------------------------------------------------------
+    def _failures(self, request: wrappers.Request) -> dict[str, dict[str, list]]:
+        """``{run: {method: [(step, wall_time, text)]}}`` of the errors the callback logged as
+        ``<method>/error`` text summaries."""
+        ctx, experiment = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+        listing = self._provider.list_tensors(ctx, experiment_id=experiment, plugin_name=TEXT_PLUGIN)
+        wanted = {(run, tag) for run, tags in listing.items() for tag in tags if tag.endswith(ERROR_SUFFIX)}
+        if not wanted:
+            return {}
+        data = self._provider.read_tensors(
+            ctx, experiment_id=experiment, plugin_name=TEXT_PLUGIN, downsample=ALL_STEPS,
+            run_tag_filter=provider.RunTagFilter(runs=sorted({r for r, _ in wanted}), tags=sorted({t for _, t in wanted})),
+        )
+        failures: dict[str, dict[str, list]] = collections.defaultdict(dict)
+        for run, tags in data.items():
+            for tag, datums in tags.items():
+                if (run, tag) in wanted:
+                    failures[run][tag[: -len(ERROR_SUFFIX)]] = [(d.step, d.wall_time, _text(d.numpy)) for d in datums]
+        return failures
+
     @_route
     def _serve_index(self, request: wrappers.Request) -> wrappers.Response:
         runs, problems = {}, []
+        failures = self._failures(request)
         for run, series in sorted(self._series(request).items()):
             if logformat.SAMPLES_TAG not in series:
                 continue
             try:
-                runs[run] = self._run_index(request, series)
+                runs[run] = self._run_index(request, series, failures.get(run, {}))
             except Problem as problem:
                 problems.append({"run": run, "message": problem.message})
         return _json(request, {"runs": runs, "errors": problems})
 
-    def _run_index(self, request: wrappers.Request, series: dict[str, list]) -> dict:
+    def _run_index(self, request: wrappers.Request, series: dict[str, list], failures: dict[str, list]) -> dict:
         blob_keys = self._keys(series[logformat.SAMPLES_TAG][0])
         samples = self._decoded(request, blob_keys, "samples")
         inputs = _first_input(samples)
-        methods = {}
-        for tag, data in sorted(series.items()):
+        first_written, methods = {}, {}
+        for tag, data in series.items():
             method = logformat.method_of(tag)
-            if method is not None:
+            if method is not None and data:
                 methods[method] = sorted(datum.step for datum in data)
+                first_written[method] = min((datum.step, datum.wall_time) for datum in data)
+        for method, errors in failures.items():
+            first_written[method] = min([first_written.get(method, (ALL_STEPS, 0.0))] + [(step, time) for step, time, _ in errors])
+        order = sorted(first_written, key=first_written.get)  # the callback's order: first written first
         return {
             "kind": samples["kind"],
             "class_names": samples["class_names"],
@@ -288,7 +324,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             "ids": samples["ids"],
             "labels": samples["labels"],
             "inputs": _reference(blob_keys, "samples", "inputs", inputs) if inputs.dtype.kind in "biuf" else None,
-            "methods": methods,
+            "methods": {method: methods.get(method, []) for method in order},
+            "failures": {method: {str(step): text for step, _, text in failures[method]} for method in order if method in failures},
             "training_epochs": sorted(datum.step for datum in series.get(logformat.TRAINING_TAG, [])),
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,6 +23,8 @@ from .server import TensorBoard, tensorboard
 
 PREFIX = "/data/plugin/tf_explain_kit"
 NO_TENSORFLOW = str(Path(__file__).parent / "no_tensorflow")
+# TensorFlow blocked, and this checkout's plugin imported ahead of any installed copy
+SERVER_PATH = os.pathsep.join([NO_TENSORFLOW, str(Path(__file__).resolve().parents[2])])
 LOADERS = ("false", "true")
 
 Get = Callable[[str], tuple[int, bytes]]
@@ -29,7 +32,10 @@ Get = Callable[[str], tuple[int, bytes]]
 
 @pytest.fixture(scope="session")
 def logdir(tmp_path_factory) -> Path:
-    """``digits`` (15 epochs, images), ``cancer`` (tabular) and ``hostile`` (text, HTML in names)."""
+    """``digits`` (15 epochs, images), ``cancer`` (tabular) and ``hostile`` (text, HTML in names).
+    ``TEK_TEST_LOGS=DIR`` reuses logs written by ``python -m tests.tb_plugin.logs DIR``."""
+    if os.environ.get("TEK_TEST_LOGS"):
+        return Path(os.environ["TEK_TEST_LOGS"])
     root = tmp_path_factory.mktemp("tb_plugin_logs")
     logs.write_all(str(root))
     return root
@@ -71,7 +77,7 @@ def servers(logdir: Path, tmp_path_factory) -> Iterator[dict[str, TensorBoard]]:
         started = {}
         for loader in LOADERS:
             log = imports / f"load_fast_{loader}.log"
-            started[loader] = stack.enter_context(tensorboard(str(logdir), loader, env={"PYTHONPATH": NO_TENSORFLOW, "TEK_TF_IMPORTS": str(log)}))
+            started[loader] = stack.enter_context(tensorboard(str(logdir), loader, env={"PYTHONPATH": SERVER_PATH, "TEK_TF_IMPORTS": str(log)}))
             started[loader].tf_imports = log
         for server in started.values():
             wait_for_epochs(server, "digits/explanations", "saliency", logs.EPOCHS)

@@ -19,6 +19,16 @@ from tf_explain_kit import examples
 EPOCHS = 15  # the image run: every epoch must reach the browser
 XSS = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>alert(2)</script>"
+REFUSAL = "planted refusal: this explainer never explains"
+
+
+class Refusing(tek.Saliency):
+    """An explainer that always fails, so the callback logs its error at every epoch."""
+
+    method = "refusing"
+
+    def explain(self, inputs, targets=None, contrast=None):
+        raise ValueError(REFUSAL)
 
 
 def _fit(model: keras.Model, x, y, validation, callback, log_dir: str, epochs: int) -> None:
@@ -49,14 +59,16 @@ def cancer(log_dir: str, epochs: int = 3) -> None:
 
 
 def hostile_text(log_dir: str, epochs: int = 2) -> None:
-    """A token-id model whose class names and vocabulary contain HTML and script."""
+    """A token-id model whose class names and vocabulary contain HTML and script; one of
+    its methods always fails."""
     rng = np.random.default_rng(0)
     vocabulary = ["<pad>", XSS, SCRIPT, "good", "bad", "plot", "actor", "&amp;", "fine", "dull"]
     x = rng.integers(1, len(vocabulary), size=(300, 8))
     y = (np.isin(x, [3, 8]).sum(1) > np.isin(x, [4, 9]).sum(1)).astype(int)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(len(vocabulary), 8), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, activation="softmax")])
-    callback = tek.ExplainCallback((x[250:], y[250:]), ["integrated_gradients"], log_dir, max_samples=4, class_names=[XSS, SCRIPT], vocabulary=vocabulary)
+    methods = ["integrated_gradients", Refusing(model), "saliency"]
+    callback = tek.ExplainCallback((x[250:], y[250:]), methods, log_dir, max_samples=4, class_names=[XSS, SCRIPT], vocabulary=vocabulary)
     _fit(model, x[:250], y[:250], (x[250:], y[250:]), callback, log_dir, epochs)
 
 
