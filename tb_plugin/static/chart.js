@@ -1,7 +1,8 @@
 /** Loss and accuracy curves (train and validation) with a cursor at the selected epoch. */
 import { el, svg } from "./dom.js";
+import { number } from "./draw.js";
 
-const WIDTH = 340, HEIGHT = 150, PAD = { left: 44, right: 10, top: 18, bottom: 22 };
+const WIDTH = 340, HEIGHT = 150, PAD = { left: 58, right: 10, top: 22, bottom: 22 };
 const SERIES = [["", "train", "#e8710a"], ["val_", "validation", "#1976d2"]];
 
 /** One chart of metric `name` (and `val_<name>`); clicking picks the nearest epoch. */
@@ -15,8 +16,8 @@ function chart(name, training, epoch, onPick) {
   const x = (e) => PAD.left + ((e - first) / range) * (WIDTH - PAD.left - PAD.right);
   const y = (v) => HEIGHT - PAD.bottom - ((v - low) / span) * (HEIGHT - PAD.top - PAD.bottom);
   root.appendChild(svg("text", { x: PAD.left, y: 12, class: "title" }, name));
-  root.appendChild(svg("text", { x: PAD.left - 4, y: y(high) + 4, class: "tick", "text-anchor": "end" }, high.toPrecision(3)));
-  root.appendChild(svg("text", { x: PAD.left - 4, y: y(low), class: "tick", "text-anchor": "end" }, low.toPrecision(3)));
+  root.appendChild(svg("text", { x: PAD.left - 4, y: y(high) + 4, class: "tick", "text-anchor": "end" }, number(high)));
+  root.appendChild(svg("text", { x: PAD.left - 4, y: y(low), class: "tick", "text-anchor": "end" }, number(low)));
   root.appendChild(svg("text", { x: x(first), y: HEIGHT - 6, class: "tick" }, String(first)));
   root.appendChild(svg("text", { x: x(last), y: HEIGHT - 6, class: "tick", "text-anchor": "end" }, String(last)));
   root.appendChild(svg("rect", { x: PAD.left, y: PAD.top, width: WIDTH - PAD.left - PAD.right, height: HEIGHT - PAD.top - PAD.bottom, class: "frame" }));
@@ -25,7 +26,10 @@ function chart(name, training, epoch, onPick) {
     if (!series) return;
     const points = epochs.map((e, i) => [e, series[i]]).filter(([, v]) => v !== null && Number.isFinite(v));
     root.appendChild(svg("polyline", { points: points.map(([e, v]) => `${x(e)},${y(v)}`).join(" "), fill: "none", stroke, "stroke-width": 1.5 }));
-    root.appendChild(svg("text", { x: WIDTH - PAD.right - 4, y: 12 + 11 * s, class: "legend", fill: stroke, "text-anchor": "end" }, label));
+    for (const [e, v] of points) root.appendChild(svg("circle", { cx: x(e), cy: y(v), r: 2.5, fill: stroke, class: "point" }, svg("title", {}, `${label} ${name}, epoch ${e}: ${number(v)}`)));
+    const right = WIDTH - PAD.right - 78 * (SERIES.length - 1 - s); // legend entries side by side above the frame
+    root.appendChild(svg("line", { x1: right - 72, x2: right - 60, y1: 9, y2: 9, stroke, "stroke-width": 2, class: "legend-line" }));
+    root.appendChild(svg("text", { x: right - 56, y: 13, class: "legend", fill: stroke, "data-series": prefix || "train" }, label));
   });
   if (epoch !== null) root.appendChild(svg("line", { x1: x(epoch), x2: x(epoch), y1: PAD.top, y2: HEIGHT - PAD.bottom, class: "cursor" }));
   root.addEventListener("click", (event) => {

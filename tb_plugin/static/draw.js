@@ -10,6 +10,7 @@ import { el } from "./dom.js";
 const tables = new Map();
 const OUTLINE = [255, 217, 0];
 export const PERCENTILE = 0.995;
+const FLOOR = 0.45; // the darkest grey of an image under a heatmap
 
 function table(name) {
   if (!tables.has(name)) tables.set(name, lut(name));
@@ -90,16 +91,19 @@ export function limeOutlines(segments, maps, h, w, top = 3) {
   return out;
 }
 
-/** Draw one heatmap over its greyed image into `canvas` (H x W pixels, enlarged by CSS). */
+/** Draw one heatmap over its greyed image into `canvas` (H x W pixels, enlarged by CSS).
+The image underneath is lightened to [FLOOR, 1] so colours over dark pixels stay vivid;
+`canvas.values` keeps the values for hover read-outs. */
 export function heatmap(canvas, { values, background, h, w, scale, map, opacity, outline }) {
   canvas.width = w;
   canvas.height = h;
+  canvas.values = values;
   const context = canvas.getContext("2d");
   const image = context.createImageData(w, h);
   for (let p = 0; p < h * w; p++) {
     const [r, g, b, strength] = colour(values[p], scale, map);
     const alpha = opacity * strength;
-    const base = background ? background[p] * 255 : 255;
+    const base = background ? (FLOOR + (1 - FLOOR) * background[p]) * 255 : 255;
     const rgb = outline && outline[p] ? OUTLINE : [(1 - alpha) * base + alpha * r, (1 - alpha) * base + alpha * g, (1 - alpha) * base + alpha * b];
     image.data.set([rgb[0], rgb[1], rgb[2], 255], 4 * p);
   }
@@ -127,8 +131,8 @@ export function original(canvas, inputs, shape, index) {
   return canvas;
 }
 
-/** A horizontal colour bar with its limits written underneath. */
-export function colourBar(map, scale) {
+/** A horizontal colour bar with its limits written underneath (`small`: for column headers and strips). */
+export function colourBar(map, scale, small = false) {
   const canvas = el("canvas", { className: "colourbar", width: 256, height: 1 });
   const context = canvas.getContext("2d");
   const image = context.createImageData(256, 1);
@@ -140,7 +144,7 @@ export function colourBar(map, scale) {
   }
   context.putImageData(image, 0, 0);
   const low = signed ? -scale : 0;
-  return el("div", { className: "colourbar-box" }, canvas, el("div", { className: "colourbar-labels" }, el("span", {}, low.toPrecision(3)), el("span", {}, map), el("span", {}, scale.toPrecision(3))));
+  return el("div", { className: small ? "colourbar-box small" : "colourbar-box" }, canvas, el("div", { className: "colourbar-labels" }, el("span", {}, number(low)), el("span", {}, map), el("span", {}, number(scale))));
 }
 
 /** Indices of the `k` largest |values|. */
@@ -148,25 +152,48 @@ export function topIndices(values, k) {
   return [...values.keys()].sort((a, b) => Math.abs(values[b]) - Math.abs(values[a])).slice(0, k);
 }
 
-/** Horizontal bars of the `k` strongest features (tabular data). */
-export function bars(names, values, scale, map, k = 8) {
+/** Horizontal bars of features `order` (tabular data) around a zero line, each with the
+sample's input value beside its name and its attribution after the bar. */
+export function bars(names, values, scale, map, order, inputs = null) {
   const box = el("div", { className: "bars" });
-  for (const j of topIndices(values, k)) {
+  for (const j of order) {
     const [r, g, b] = colour(values[j], scale, map);
     const width = Math.min(50, (50 * Math.abs(values[j])) / scale);
     const bar = el("span", { className: "bar", style: { width: `${width}%`, background: `rgb(${r},${g},${b})`, [values[j] < 0 ? "right" : "left"]: "50%" } });
-    box.appendChild(el("div", { className: "bar-row", title: `${names[j]}: ${values[j].toPrecision(3)}` }, el("span", { className: "bar-name" }, names[j]), el("span", { className: "bar-track" }, bar)));
+    const name = inputs ? `${names[j]} = ${number(inputs[j])}` : names[j];
+    box.appendChild(el(
+      "div", { className: "bar-row", title: `${name}\nattribution: ${number(values[j])}`, dataset: { feature: names[j] } },
+      el("span", { className: "bar-name" }, name), el("span", { className: "bar-track" }, bar), el("span", { className: "bar-value" }, number(values[j])),
+    ));
   }
   return box;
 }
 
-/** Tokens with backgrounds coloured by their attribution (signed colours). */
-export function tokens(words, values, scale, map) {
+/** A number in at most 3 significant digits (exponent when tiny or huge). */
+export function number(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "NaN";
+  const size = Math.abs(value);
+  if (!Number.isFinite(value) || Number.isInteger(value)) return String(value);
+  return size < 1e-3 || size >= 1e5 ? value.toExponential(2) : String(Number(value.toPrecision(3)));
+}
+
+/** Relative luminance of an sRGB colour (0 black .. 1 white). */
+export function luminance(r, g, b) {
+  const linear = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+}
+
+/** Tokens with backgrounds coloured by their attribution, blended over the page's background
+`page` ([r, g, b]); text black or white, whichever reads better on that colour. */
+export function tokens(words, values, scale, map, page = [255, 255, 255]) {
   const box = el("div", { className: "tokens" });
   words.forEach((word, t) => {
-    const [r, g, b, strength] = colour(values[t] ?? 0, scale, map);
+    const value = values[t] ?? 0;
+    const [r, g, b, strength] = colour(value, scale, map);
     const alpha = 0.15 + 0.85 * strength;
-    box.appendChild(el("span", { className: "token", title: (values[t] ?? 0).toPrecision(3), style: { background: `rgba(${r},${g},${b},${alpha})` } }, word));
+    const mixed = [r, g, b].map((c, k) => Math.round(alpha * c + (1 - alpha) * page[k]));
+    const text = luminance(...mixed) > 0.179 ? "#000" : "#fff";
+    box.appendChild(el("span", { className: "token", title: `${word}: ${number(value)}`, dataset: { value: String(value) }, style: { background: `rgb(${mixed.join(",")})`, color: text } }, word));
     box.appendChild(document.createTextNode(" "));
   });
   return box;
