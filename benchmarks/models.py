@@ -23,7 +23,7 @@ def mobilenet(n: int = 32, classes: int = 10) -> tuple[keras.Model, np.ndarray]:
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=classes)
     x = np.random.default_rng(0).uniform(-1, 1, (max(n, 16), 224, 224, 3)).astype(np.float32)
-    _batch_norm_statistics(model, x[:16])
+    examples.batch_norm_statistics(model, x[:16])
     return model, x[:n]
 
 
@@ -33,19 +33,8 @@ def mobilenet_v3(n: int = 32, classes: int = 1000) -> tuple[keras.Model, np.ndar
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3), classes=classes)
     x = np.random.default_rng(0).uniform(0, 255, (max(n, 16), 224, 224, 3)).astype(np.float32)
-    _batch_norm_statistics(model, x[:16])
+    examples.batch_norm_statistics(model, x[:16])
     return model, x[:n]
-
-
-def _batch_norm_statistics(model: keras.Model, x: np.ndarray) -> None:
-    """Set every batch norm's moving statistics to those of ``x``."""
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0  # the moving statistics become this batch's
-    model(x, training=True)
-    for layer, momentum in zip(norms, momenta):
-        layer.momentum = momentum
 
 
 def bare_gradient(model: keras.Model):

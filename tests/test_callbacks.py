@@ -264,6 +264,9 @@ def test_dataset_and_multi_input_validation_data(tmp_path):
         ({"every_n_epochs": 0}, "every_n_epochs: expected a positive int"),
         ({"on_error": "ignore"}, "on_error: expected one of"),
         ({"precision": "float64"}, "precision: expected one of"),
+        ({"channels": "mean"}, "channels: expected one of"),
+        ({"max_picture_side": 0}, "max_picture_side: expected a positive int"),
+        ({"pictures_every": 0}, "pictures_every: expected a positive int"),
     ],
 )
 def test_bad_callback_arguments_are_named(kwargs, message, tmp_path):
@@ -304,3 +307,21 @@ def test_diverged_model_trains_to_the_end_and_warns_not_finite(tmp_path):
     assert run.scalars()["saliency/not_finite_samples"].tolist() == [0.0, 2.0, 2.0]
     tables = _events(tmp_path)[logformat.table_tag("saliency")]
     assert [tables[epoch].item().decode().count("| not finite |") for epoch in range(3)] == [0, 2, 2]
+
+
+def test_pictures_thin_out_after_n_epochs_while_attributions_stay(tmp_path, digits_data):
+    """pictures_after=4, pictures_every=3 over 12 epochs: pictures at 0-3, then 6 and 9, and the last (11)."""
+    model = _compiled_cnn()
+    x_test, y_test = digits_data[2][:3], digits_data[3][:3]
+    callback = tek.ExplainCallback((x_test, y_test), ["saliency"], str(tmp_path), max_samples=3, pictures_after=4, pictures_every=3)
+    callback.set_model(model)
+    callback.set_params({"epochs": 12})
+    callback.on_train_begin()
+    for epoch in range(12):
+        callback.on_epoch_end(epoch, {"loss": 1.0})
+    callback.on_train_end()
+    events = _events(str(tmp_path))
+    picture_tags = [tag for tag in events if tag.startswith("saliency/sample_")]
+    assert len(picture_tags) == 3
+    assert all(sorted(events[tag]) == [0, 1, 2, 3, 6, 9, 11] for tag in picture_tags)
+    assert tek.load_run(str(tmp_path)).epochs_of("saliency") == list(range(12))

@@ -11,11 +11,24 @@ from PIL import Image
 from tf_explain_kit import render
 
 
-@pytest.mark.parametrize("shape", [(3, 28, 28), (2, 5, 9), (1, 224, 3)])
+@pytest.mark.parametrize("shape", [(3, 28, 28), (2, 5, 9), (1, 224, 3), (2, 70, 64)])  # the last: deflated with the "up" filter
 def test_pngs_decode_to_the_pictures(shape):
     pictures = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
+    pictures[:, 10:] = pictures[:, 10:11]  # repeated rows: deflate after the "up" filter makes them zeros
     for picture, data in zip(pictures, render.pngs(pictures)):
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), picture)
+    deflated = shape[1] * shape[2] >= render.DEFLATE_PIXELS
+    assert all((len(data) < picture.nbytes / 2) == deflated for picture, data in zip(pictures, render.pngs(pictures)))
+
+
+def test_shrink_averages_blocks_to_the_largest_side_allowed():
+    rgb = np.arange(2 * 5 * 4 * 3, dtype=np.uint8).reshape(2, 5, 4, 3)
+    small = render.shrink(rgb, max_side=2)  # factor 3 (⌈5/2⌉): 5×4 → 2×2, the last row and column repeated to fill
+    assert small.shape == (2, 2, 2, 3)
+    padded = np.pad(rgb, ((0, 0), (0, 1), (0, 2), (0, 0)), mode="edge").astype(float)
+    assert small[1, 1, 1, 2] == round(padded[1, 3:6, 3:6, 2].mean())
+    assert small[0, 0, 0, 0] == round(padded[0, :3, :3, 0].mean())
+    assert render.shrink(rgb, max_side=5) is rgb and render.shrink(rgb, None) is rgb
 
 
 def test_overlay_blends_the_colour_map_over_grey_by_strength():

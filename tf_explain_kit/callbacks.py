@@ -53,6 +53,14 @@ class ExplainCallback(keras.callbacks.Callback):
             ``"misclassified"`` (by the model at train begin), or indices into the data.
         on_error: ``"warn"`` (default: warn, log the error as text, go on) or ``"raise"``.
         precision: ``"float16"`` (default, see :mod:`logformat`) or ``"float32"``.
+        channels: ``"sum"`` (default: image attributions are stored as their channel sum,
+            the map pictures and the plugin show) or ``"all"`` (every channel).
+        max_picture_side: the Images dashboard's pictures of larger images are averaged
+            down to at most this many pixels a side (default 128; None: full size). The
+            Explanations tab draws every map at full resolution either way.
+        pictures_after, pictures_every: from epoch ``pictures_after`` on, pictures are
+            written only at epochs divisible by ``pictures_every`` (and the last epoch); the
+            attributions, tables and scalars are still written every time.
         feature_names: names of tabular features.
         vocabulary: token strings by id, to show token-id inputs as words.
         metrics: opt-in quality metrics logged as ``health/<method>/<metric>`` scalars
@@ -76,6 +84,10 @@ class ExplainCallback(keras.callbacks.Callback):
         select: Any = "stratified",
         on_error: str = "warn",
         precision: str = "float16",
+        channels: str = "sum",
+        max_picture_side: int | None = render.PICTURE_SIDE,
+        pictures_after: int = 0,
+        pictures_every: int = 1,
         feature_names: Sequence[str] | None = None,
         vocabulary: Sequence[str] | None = None,
         metrics: Sequence[str] = (),
@@ -91,12 +103,19 @@ class ExplainCallback(keras.callbacks.Callback):
             raise ValueError(f"on_error: expected one of {ON_ERROR}, got {on_error!r}.")
         if precision not in logformat.PRECISIONS:
             raise ValueError(f"precision: expected one of {logformat.PRECISIONS}, got {precision!r}.")
+        if channels not in logformat.CHANNELS:
+            raise ValueError(f"channels: expected one of {logformat.CHANNELS}, got {channels!r}.")
+        if max_picture_side is not None:
+            count(max_picture_side, "max_picture_side", hint="or None for full-size pictures")
+        count(pictures_after, "pictures_after", minimum=0)
+        count(pictures_every, "pictures_every")
         self.validation_data, self.log_dir = validation_data, str(log_dir)
         self.max_samples, self.targets, self.contrast, self.select = int(max_samples), targets, contrast, select
         self.class_names = list(class_names) if class_names is not None else None
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
-        self.on_error, self.precision = on_error, precision
+        self.on_error, self.precision, self.channels = on_error, precision, channels
+        self.max_picture_side, self.pictures_after, self.pictures_every = max_picture_side, int(pictures_after), int(pictures_every)
         self.quality = EpochMetrics(metrics, masks)
         self._writer: SummaryWriter | None = None
         self.jobs: list[tuple[Explainer, int]] = []
@@ -139,9 +158,8 @@ class ExplainCallback(keras.callbacks.Callback):
         if not self.chief:
             return
         self._writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload(logs or {}), "training")
-        last = epoch + 1 == (self.params or {}).get("epochs")
         for explainer, every in self.jobs:
-            if epoch % every == 0 or last:
+            if epoch % every == 0 or self._last(epoch):
                 self._explain(explainer, epoch)
         for job in self._pending:  # all of this epoch is written before training goes on
             job.result()
@@ -170,16 +188,22 @@ class ExplainCallback(keras.callbacks.Callback):
     def log(self, explanation: Explanation, epoch: int, seconds: float) -> None:
         """Write one method's explanation at ``epoch``: raw data, pictures, table, health."""
         method, writer = explanation.method, self._writer
-        writer.blobs(logformat.explanation_tag(method), epoch, logformat.explanation_payload(explanation, epoch, self.precision, seconds), "explanation")
+        writer.blobs(logformat.explanation_tag(method), epoch, logformat.explanation_payload(explanation, epoch, self.precision, seconds, self.channels), "explanation")
         explanation = self._shown(explanation)
-        if self.kind == "image":
-            pictures = render.image_pngs(flat_inputs(self.x)[self._shown_input], explanation)
+        if self.kind == "image" and self._pictures_at(epoch):
+            pictures = render.image_pngs(flat_inputs(self.x)[self._shown_input], explanation, max_side=self.max_picture_side)
             writer.images(epoch, [(logformat.image_tag(method, int(i)), picture) for i, picture in zip(self.ids, pictures)])
         tokens = explanation.extras.get("tokens") or self._tokens()
         table = render.markdown_table(explanation, self.ids, self.labels, self.class_names, self.kind, self.feature_names or explanation.extras.get("feature_names"), tokens)
         writer.text(logformat.table_tag(method), epoch, table)
         for metric, value in health(explanation, seconds).items():
             writer.scalar(logformat.health_tag(method, metric), epoch, value)
+
+    def _last(self, epoch: int) -> bool:
+        return epoch + 1 == (self.params or {}).get("epochs")
+
+    def _pictures_at(self, epoch: int) -> bool:
+        return epoch < self.pictures_after or epoch % self.pictures_every == 0 or self._last(epoch)
 
     def _shown(self, explanation: Explanation) -> Explanation:
         """The explanation of the input shown in pictures and tables (multi-input models:

@@ -319,7 +319,7 @@ def _run(args: argparse.Namespace, strategy: Any, model: Any, data: Any, total: 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = tek.explain_dataset(
-            model, data, explainers, args.logdir, strategy, batch_size=args.batch_size, targets=targets, precision=args.precision, on_batch=on_batch, start_batch=start
+            model, data, explainers, args.logdir, strategy, batch_size=args.batch_size, targets=targets, precision=args.precision, channels=args.channels, on_batch=on_batch, start_batch=start
         )
     except KeyboardInterrupt:
         print("\nInterrupted: every finished batch is saved; run the same command with --resume to continue.", file=sys.stderr)
@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--samples", type=int, help="samples drawn by LIME, SHAP, SmoothGrad and VarGrad (default: each method's own)")
     explain.add_argument("--strategy", choices=STRATEGIES, default="none", help="tf.distribute strategy: none, mirrored (local devices) or multi_worker (TF_CONFIG)")
     explain.add_argument("--precision", choices=("float16", "float32"), default="float16", help="attribution storage in --logdir")
+    explain.add_argument("--channels", choices=("sum", "all"), default="sum", help="image attributions in --logdir: their channel sum (default) or every channel")
     explain.add_argument("--resume", action="store_true", help="continue an interrupted run, skipping its finished batches")
 
     args = parser.parse_args(argv)

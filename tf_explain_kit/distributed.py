@@ -63,6 +63,7 @@ def explain_dataset(
     batch_size: int = 64,
     targets: int | str | None = None,
     precision: str = "float16",
+    channels: str = "sum",
     class_names: Sequence[str] | None = None,
     keep: bool = False,
     on_batch: BatchHook | None = None,
@@ -82,6 +83,7 @@ def explain_dataset(
         batch_size: samples per global batch (split across replicas).
         targets: None (predicted class), an int, or ``"labels"`` (the dataset's ``y``).
         precision: attribution storage in the logs (see :mod:`logformat`).
+        channels: ``"sum"`` (image attributions logged as their channel sum) or ``"all"``.
         class_names: names of the classes, stored with the samples.
         keep: also return every explanation, concatenated (memory grows with the data).
         on_batch: ``on_batch(batch_index, sample_ids, {method: Explanation})`` after each
@@ -97,6 +99,8 @@ def explain_dataset(
         raise ValueError(f"targets: expected None (predicted class), a class index or 'labels', got {targets!r}.")
     if precision not in logformat.PRECISIONS:
         raise ValueError(f"precision: expected one of {logformat.PRECISIONS}, got {precision!r}.")
+    if channels not in logformat.CHANNELS:
+        raise ValueError(f"channels: expected one of {logformat.CHANNELS}, got {channels!r}.")
     batches = tf_backend.global_batches(dataset, int(batch_size), input_rank(model), int(start_batch))
     ids, sample = tf_backend.first_batch(batches)
     x, y = _split(sample)
@@ -117,7 +121,7 @@ def explain_dataset(
             batch_ids, explanations = share.unpack(gathered)
             now = time.perf_counter()
             if writer is not None:
-                _log(writer, index, gathered["sample"], batch_ids, explanations, kind, class_names, precision, now - last)
+                _log(writer, index, gathered["sample"], batch_ids, explanations, kind, class_names, precision, channels, now - last)
             last = now
             if on_batch is not None:
                 on_batch(index, batch_ids, explanations)
@@ -179,14 +183,14 @@ def _per_sample(value: Any, n: int) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim >= 1 and len(value) == n
 
 
-def _log(writer: SummaryWriter, step: int, sample: Any, ids: np.ndarray, explanations: dict[str, Explanation], kind: str, class_names: Sequence[str] | None, precision: str, seconds: float) -> None:
+def _log(writer: SummaryWriter, step: int, sample: Any, ids: np.ndarray, explanations: dict[str, Explanation], kind: str, class_names: Sequence[str] | None, precision: str, channels: str, seconds: float) -> None:
     """One batch at ``step``: its samples, each method's explanation and health (``seconds``:
     the whole batch, all methods)."""
     x, y = _split(sample)
     names = list(class_names) if class_names is not None else None
     writer.blobs(logformat.SAMPLES_TAG, step, logformat.samples_payload(x, class_labels(y), ids, kind, names, unit="batch"), "samples")
     for method, explanation in explanations.items():
-        writer.blobs(logformat.explanation_tag(method), step, logformat.explanation_payload(explanation, step, precision, seconds), "explanation")
+        writer.blobs(logformat.explanation_tag(method), step, logformat.explanation_payload(explanation, step, precision, seconds, channels), "explanation")
         for metric, value in health(explanation, seconds).items():
             writer.scalar(logformat.health_tag(method, metric), step, value)
     writer.flush()

@@ -30,6 +30,44 @@ def digits(size: int = 28, test_fraction: float = 0.25, seed: int = 0) -> tuple[
     return images[:cut], labels[:cut], images[cut:], labels[cut:]
 
 
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "retina", "immunohistochemistry", "hubble_deep_field", "brick")
+
+
+def photos(n: int, side: int) -> np.ndarray:
+    """``n`` of scikit-image's sample photographs (mirrored after the first eight), resized
+    to ``side × side`` RGB in [-1, 1] (MobileNetV2's input range), shape (n, side, side, 3)."""
+    from skimage import data, transform
+
+    images = []
+    for i in range(n):
+        image = np.atleast_3d(getattr(data, PHOTOS[i % len(PHOTOS)])())
+        image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+        image = transform.resize(image.astype(np.float32) / 255, (side, side), anti_aliasing=True)
+        images.append(image if (i // len(PHOTOS)) % 2 == 0 else image[:, ::-1])
+    return (np.stack(images) * 2 - 1).astype(np.float32)
+
+
+def mobilenet_v2(x: np.ndarray, classes: int = 10, seed: int = 0) -> keras.Model:
+    """MobileNetV2 with random weights for inputs shaped like ``x``, its batch-norm moving
+    statistics set to those of ``x`` (freshly initialised, its activations shrink block after
+    block until every explanation is zero; a short training run would set them like this)."""
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=x.shape[1:], classes=classes)
+    batch_norm_statistics(model, x)
+    return model
+
+
+def batch_norm_statistics(model: keras.Model, x: np.ndarray) -> None:
+    """Set every batch norm's moving statistics to those of ``x``."""
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # the moving statistics become this batch's
+    model(x, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+
+
 def digits_cnn(size: int = 28, num_classes: int = 10, seed: int = 0, activation: str = "relu", pooling: str = "max") -> keras.Model:
     """A small CNN for :func:`digits`: three conv layers, global pooling, dropout, softmax.
 

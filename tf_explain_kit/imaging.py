@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def _interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:
+def interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:
     """Linear interpolation with half-pixel centres (as tf.image.resize), ``(out, in)``."""
     centres = (np.arange(size_out) + 0.5) * size_in / size_out - 0.5
     centres = np.clip(centres, 0, size_in - 1)
@@ -21,14 +21,14 @@ def _interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:
 
 def resize_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``(N, h, w)`` maps to ``(N, height, width)`` with bilinear interpolation."""
-    rows = _interpolation_matrix(height, maps.shape[1])
-    cols = _interpolation_matrix(width, maps.shape[2])
+    rows = interpolation_matrix(height, maps.shape[1])
+    cols = interpolation_matrix(width, maps.shape[2])
     return np.einsum("Hh,nhw,Ww->nHW", rows, maps, cols).astype(np.float32)
 
 
 def resize_linear(maps: np.ndarray, length: int) -> np.ndarray:
     """Resize ``(N, t)`` maps to ``(N, length)`` with linear interpolation (half-step centres)."""
-    return np.einsum("Tt,nt->nT", _interpolation_matrix(length, maps.shape[1]), maps).astype(np.float32)
+    return np.einsum("Tt,nt->nT", interpolation_matrix(length, maps.shape[1]), maps).astype(np.float32)
 
 
 def blur(images: np.ndarray, sigma: float) -> np.ndarray:

@@ -20,16 +20,27 @@ explanation carries the same ids in ``extras["sample_ids"]``. No training summar
 
 Each of these is a blob sequence (rank-1 string tensor) of two blobs: a JSON header and an
 ``.npz`` of arrays, with plugin name ``tf_explain_kit`` and ``data_class=BLOB_SEQUENCE``
-(so both of TensorBoard's loaders serve it). The ``.npz`` is not deflated: float16
-attributions shrink only 5–15 %, and deflating them cost more than the rest of a
-method's logging on a small model. Images, markdown
-tables and health scalars go to TensorBoard's own plugins under ``<method>/...`` and
-``health/<method>/...`` tags.
+(so both of TensorBoard's loaders serve it). Members of 64 KB and more are deflated
+(zlib level 1); smaller ones are stored, as deflating them costs more than it saves.
+Images, markdown tables and health scalars go to TensorBoard's own plugins under
+``<method>/...`` and ``health/<method>/...`` tags.
+
+Attributions are stored in the smallest form that gives them back (``layouts`` in the
+header says how each array is rebuilt):
+
+- maps upsampled from a layer (Grad-CAM, Grad-CAM++: ``extras["resolution"]``) at that
+  layer's size, upsampled on reading with the explainer's own interpolation;
+- maps constant on LIME's superpixels (``extras["segments"]``) as one value per segment;
+- ``channels="sum"`` (the callback's default): image attributions ``(N, H, W, C)`` as
+  their channel sum ``(N, H, W, 1)``, the map that pictures, tables and the plugin show;
+  ``channels="all"`` keeps every channel.
 
 Storage precision: predictions, targets and extras are stored exactly. Attributions are
 stored, by default, as float16 after dividing each sample by its largest absolute value
-(kept in float32): every value comes back within 2**-11 (≈ 4.9e-4) of that sample's
-largest absolute attribution. ``precision="float32"`` stores them exactly.
+(kept in float32), its two bytes in separate planes so that deflate finds the repeated
+high bytes: every value comes back within 2**-11 (≈ 4.9e-4) of that sample's largest
+absolute attribution (for upsampled maps, of the upsampled map's). ``precision="float32"``
+stores them exactly (maps rebuilt by upsampling: within 1e-5 of the largest value).
 """
 
 from __future__ import annotations
@@ -42,13 +53,16 @@ from typing import Any
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
-VERSION = 1
+VERSION = 2  # 2: attribution layouts, byte planes, deflated members
 PLUGIN_NAME = "tf_explain_kit"
 RUN = "explanations"
 SAMPLES_TAG = "tf_explain_kit/samples"
 TRAINING_TAG = "tf_explain_kit/training"
 EXPLANATION_PREFIX = "tf_explain_kit/explanation/"
 PRECISIONS = ("float16", "float32")
+CHANNELS = ("sum", "all")
+DEFLATE_FROM = 1 << 16  # bytes: larger npz members are deflated
+REBUILD_TOLERANCE = 1e-5  # a reduced form is kept only if it rebuilds the map this closely (relative)
 KINDS = ("image", "tabular", "text")
 
 
@@ -106,10 +120,12 @@ def parse_metadata(content: bytes) -> dict:
 # -- payloads: [JSON header, npz arrays] --------------------------------------------------------
 def encode(header: dict, arrays: dict[str, np.ndarray]) -> list[bytes]:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:  # an .npz whose members are stored, not deflated
+    with zipfile.ZipFile(buffer, "w") as archive:
         for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+            deflate = member.tell() >= DEFLATE_FROM
+            archive.writestr(f"{name}.npy", member.getbuffer(), zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED, 1)
     return [json.dumps({"version": VERSION, **header}, default=_json_default).encode(), buffer.getvalue()]
 
 
@@ -155,22 +171,92 @@ def _pack(values: np.ndarray, precision: str) -> dict[str, np.ndarray]:
     flat = values.reshape(len(values), -1).astype(np.float32)
     scale = np.abs(flat).max(axis=1) if flat.size else np.zeros(len(values), np.float32)
     safe = np.where(scale > 0, scale, 1)
-    return {"scaled": (flat / safe[:, None]).astype(np.float16).reshape(values.shape), "scale": scale.astype(np.float32)}
+    half = (flat / safe[:, None]).astype("<f2").reshape(values.shape)
+    planes = np.moveaxis(half.view(np.uint8).reshape(values.shape + (2,)), -1, 0)  # (2, ...): low bytes, high bytes
+    return {"planes": np.ascontiguousarray(planes), "scale": scale.astype(np.float32)}
 
 
 def _unpack(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
     if f"{name}:values" in arrays:
         return arrays[f"{name}:values"]
-    scaled, scale = arrays[f"{name}:scaled"].astype(np.float32), arrays[f"{name}:scale"]
-    return scaled * scale.reshape((-1,) + (1,) * (scaled.ndim - 1))
+    if f"{name}:planes" in arrays:
+        scaled = np.ascontiguousarray(np.moveaxis(arrays[f"{name}:planes"], 0, -1)).view("<f2")[..., 0].astype(np.float32)
+    else:  # format 1
+        scaled = arrays[f"{name}:scaled"].astype(np.float32)
+    return scaled * arrays[f"{name}:scale"].reshape((-1,) + (1,) * (scaled.ndim - 1))
 
 
-def explanation_payload(explanation: Any, epoch: int, precision: str = "float16", seconds: float | None = None) -> list[bytes]:
-    """Blobs for one method at one epoch (``explanation``: a :class:`tf_explain_kit.Explanation`)."""
+# -- attribution layouts: the smallest exact form of an array, and how to rebuild it -------------
+def _reduced(values: np.ndarray, extras: dict, channels: str) -> tuple[np.ndarray, dict | None]:
+    """``values`` in the form to store, and its layout (None: stored as it is)."""
+    resolution = extras.get("resolution")
+    if resolution is not None and values.ndim == len(resolution) + 1 and values.dtype.kind == "f":
+        native = _downsampled(values, [int(r) for r in resolution])
+        if native is not None:
+            return native, {"upsample": list(values.shape[1:])}
+    segments = extras.get("segments")
+    if isinstance(segments, np.ndarray) and segments.shape == values.shape and segments.dtype.kind in "iu":
+        per_segment = _per_segment(values, segments)
+        if per_segment is not None:
+            return per_segment, {"segments": True}
+    if channels == "sum" and values.ndim == 4 and values.shape[-1] > 1:
+        return values.sum(axis=-1, keepdims=True, dtype=np.float32), {"channels": "sum"}
+    return values, None
+
+
+def _upsampled(native: np.ndarray, shape: list[int]) -> np.ndarray:
+    from .imaging import resize_bilinear, resize_linear  # the explainers' own interpolation
+
+    return resize_linear(native, shape[0]) if len(shape) == 1 else resize_bilinear(native, *shape)
+
+
+def _downsampled(values: np.ndarray, resolution: list[int]) -> np.ndarray | None:
+    """The map at ``resolution`` whose upsampling is ``values``, if there is one."""
+    from .imaging import interpolation_matrix
+
+    if len(resolution) not in (1, 2) or any(r > s for r, s in zip(resolution, values.shape[1:])):
+        return None
+    inverses = [np.linalg.pinv(interpolation_matrix(s, r)) for s, r in zip(values.shape[1:], resolution)]
+    native = (np.einsum("tT,nT->nt", *inverses, values) if len(resolution) == 1 else np.einsum("hH,nHW,wW->nhw", inverses[0], values, inverses[1])).astype(np.float32)
+    largest = np.abs(values.reshape(len(values), -1)).max(axis=1) if values.size else np.zeros(0)
+    error = np.abs(_upsampled(native, list(values.shape[1:])) - values).reshape(len(values), -1).max(axis=1, initial=0)
+    native_largest = np.abs(native.reshape(len(native), -1)).max(axis=1, initial=0)
+    exact = (error <= REBUILD_TOLERANCE * largest) & (native_largest <= 2 * largest)  # the float16 bound holds
+    return native if bool(exact.all()) else None
+
+
+def _per_segment(values: np.ndarray, segments: np.ndarray) -> np.ndarray | None:
+    """``(N, S)`` values per segment if ``values`` is constant on each of ``segments``."""
+    if segments.size == 0 or segments.min() < 0:
+        return None
+    n, count = len(values), int(segments.max()) + 1
+    index = (segments.reshape(n, -1) + (np.arange(n) * count)[:, None]).ravel()
+    per_segment = np.zeros(n * count, values.dtype)
+    per_segment[index] = values.ravel()
+    return per_segment.reshape(n, count) if np.array_equal(per_segment[index], values.ravel()) else None
+
+
+def _rebuilt(stored: np.ndarray, layout: dict | None, extras: dict) -> np.ndarray:
+    if layout is None or "channels" in layout:
+        return stored
+    if "upsample" in layout:
+        return _upsampled(stored, layout["upsample"])
+    segments = np.asarray(extras["segments"])
+    return np.take_along_axis(stored, segments.reshape(len(segments), -1), axis=1).reshape(segments.shape)
+
+
+def explanation_payload(explanation: Any, epoch: int, precision: str = "float16", seconds: float | None = None, channels: str = "sum") -> list[bytes]:
+    """Blobs for one method at one epoch (``explanation``: a :class:`tf_explain_kit.Explanation`;
+    ``channels``: ``"sum"`` or ``"all"``, see the module's notes)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}.")
+    if channels not in CHANNELS:
+        raise ValueError(f"channels: expected one of {CHANNELS}, got {channels!r}.")
     named, structure = _flatten(explanation.attributions, "attributions")
-    arrays = {f"{name}:{part}": value for name, array in named.items() for part, value in _pack(array, precision).items()}
+    arrays, layouts = {}, {}
+    for name, values in named.items():
+        stored, layouts[name] = _reduced(values, explanation.extras, channels)
+        arrays.update({f"{name}:{part}": value for part, value in _pack(stored, precision).items()})
     arrays["targets"] = np.asarray(explanation.targets, np.int64)
     arrays["predictions"] = np.asarray(explanation.predictions, np.float32)
     extras_json = {}
@@ -179,7 +265,7 @@ def explanation_payload(explanation: Any, epoch: int, precision: str = "float16"
             arrays[f"extra:{key}"] = value
         else:
             extras_json[key] = value
-    header = {"method": explanation.method, "epoch": epoch, "precision": precision, "structure": structure, "extras": extras_json, "seconds": seconds}
+    header = {"method": explanation.method, "epoch": epoch, "precision": precision, "structure": structure, "layouts": layouts, "extras": extras_json, "seconds": seconds}
     return encode(header, arrays)
 
 
@@ -188,9 +274,10 @@ def read_explanation(blobs: list[bytes]) -> dict[str, Any]:
     plus ``epoch`` and ``seconds``, from :func:`explanation_payload` blobs."""
     header, arrays = decode(blobs)
     names = sorted({key.split(":")[0] for key in arrays if key.startswith("attributions")})
-    unpacked = {name: _unpack(arrays, name) for name in names}
     extras = {key[len("extra:") :]: value for key, value in arrays.items() if key.startswith("extra:")}
     extras.update(header["extras"])
+    layouts = header.get("layouts", {})
+    unpacked = {name: _rebuilt(_unpack(arrays, name), layouts.get(name), extras) for name in names}
     return {
         "method": header["method"],
         "attributions": _unflatten(unpacked, "attributions", header["structure"]),

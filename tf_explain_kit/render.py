@@ -20,6 +20,8 @@ DIVERGING = "RdBu_r"
 SEQUENTIAL = "inferno"
 OPACITY = 0.75
 MIN_SIDE = 112  # figures enlarge small images (nearest neighbour) to at least this many pixels
+PICTURE_SIDE = 128  # logged pictures of larger images are averaged down to at most this side
+DEFLATE_PIXELS = 64 * 64  # pictures with fewer pixels are stored: deflating them costs more than it saves
 NOT_FINITE = (0.0, 1.0, 0.0)  # full-strength green marks NaN/inf attributions (no colour map uses it)
 
 
@@ -98,20 +100,40 @@ def enlarge(rgb: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
     return rgb.repeat(factor, axis=1).repeat(factor, axis=2) if factor > 1 else rgb
 
 
+def shrink(rgb: np.ndarray, max_side: int | None = PICTURE_SIDE) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 pictures averaged over ``f × f`` blocks, the smallest integer
+    ``f`` that brings both sides to at most ``max_side`` (None: unchanged)."""
+    factor = 1 if max_side is None else -(-max(rgb.shape[1:3]) // max_side)
+    if factor <= 1:
+        return rgb
+    n, height, width, channels = rgb.shape
+    padded = np.pad(rgb, ((0, 0), (0, -height % factor), (0, -width % factor), (0, 0)), mode="edge")
+    blocks = padded.reshape(n, padded.shape[1] // factor, factor, padded.shape[2] // factor, factor, channels)
+    return (blocks.mean(axis=(2, 4), dtype=np.float32) + 0.5).astype(np.uint8)
+
+
 def pngs(rgb: np.ndarray) -> list[bytes]:
     """PNG bytes of each ``(N, H, W, 3)`` uint8 picture.
 
-    Pictures keep their size: TensorBoard's image cards scale them to the card with
-    nearest-neighbour (pixelated) rendering. The pixels are stored, not deflated: heatmap
-    overlays barely compress (2 % smaller for 28×28 digits, 21 % for a 224×224 photo) while
-    deflate costs 45 µs and 2.3 ms per picture. 16 digits take 0.05 ms this way, 1.3 ms
-    with Pillow: on a small model, encoding was the largest part of the callback's logging.
+    Pictures of ``DEFLATE_PIXELS`` or more are deflated at zlib level 1 after PNG's "up"
+    filter (each byte minus the one above): at 224×224, heatmaps over photos shrink from
+    147 KB to 75–113 KB in 7–13 ms; levels 6 and 9 save 2–4 % more at 2–3× the time, and
+    the other filters gain nothing over "up". Smaller pictures are stored: a 28×28 digit
+    shrinks by 2 % for 45 µs, while storing 16 of them takes 0.05 ms — on a small model,
+    encoding was the largest part of the callback's logging.
     """
     n, height, width = rgb.shape[:3]
-    lines = np.zeros((n, height, 1 + width * 3), np.uint8)  # each scanline: filter 0, then the row
-    lines[:, :, 1:] = rgb.reshape(n, height, -1)
+    rows = np.ascontiguousarray(rgb).reshape(n, height, -1)
+    lines = np.zeros((n, height, 1 + rows.shape[2]), np.uint8)  # each scanline: its filter type, then the bytes
+    deflate = height * width >= DEFLATE_PIXELS
+    if deflate:
+        lines[:, :, 0] = 2  # "up"; the row above the first is zeros
+        lines[:, 0, 1:] = rows[:, 0]
+        np.subtract(rows[:, 1:], rows[:, :-1], out=lines[:, 1:, 1:])  # uint8 wraps modulo 256, as PNG's filters do
+    else:
+        lines[:, :, 1:] = rows
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    return [_SIGNATURE + header + _chunk(b"IDAT", zlib.compress(picture.tobytes(), 0)) + _END for picture in lines]
+    return [_SIGNATURE + header + _chunk(b"IDAT", zlib.compress(picture.tobytes(), 1 if deflate else 0)) + _END for picture in lines]
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -147,14 +169,15 @@ def lime_outlines(segments: np.ndarray, attributions: np.ndarray, top: int = 3) 
     return outlines
 
 
-def image_pngs(images: np.ndarray, explanation: Any, opacity: float = OPACITY) -> list[bytes]:
-    """One PNG per sample: the heatmap over the image, one colour scale for all samples."""
+def image_pngs(images: np.ndarray, explanation: Any, opacity: float = OPACITY, max_side: int | None = PICTURE_SIDE) -> list[bytes]:
+    """One PNG per sample: the heatmap over the image, one colour scale for all samples,
+    averaged down to at most ``max_side`` pixels a side (see :func:`shrink`)."""
     attributions = explanation.attributions
     outlines = None
     if "segments" in explanation.extras:
         segments = np.asarray(explanation.extras["segments"])
         outlines = lime_outlines(segments, attribution_maps(attributions))
-    return pngs(overlay(images, attributions, opacity=opacity, outlines=outlines))
+    return pngs(shrink(overlay(images, attributions, opacity=opacity, outlines=outlines), max_side))
 
 
 # characters that start markdown (links, images, emphasis, code), HTML or a new table cell

@@ -40,7 +40,8 @@ class GradCAM(OnePassExplainer):
     models included) or, when there is none, the last 3-D ``(N, steps, channels)`` one (a
     Conv1D over a time series or over embedded tokens). Attributions are ``(N, H, W)`` at
     the resolution of the model's image input, or ``(N, T)`` over the input's time steps or
-    tokens, upsampled linearly from the layer's length. Models without such a layer (plain
+    tokens, upsampled linearly from the layer's length (``extras["resolution"]``: the
+    layer's size, at which the log format stores the map). Models without such a layer (plain
     MLPs) are refused when the explainer is built.
     """
 
@@ -104,11 +105,12 @@ class GradCAM(OnePassExplainer):
             activations, grads = np.moveaxis(activations, 1, -1), np.moveaxis(grads, 1, -1)
         alpha = self.channel_weights(activations, grads)
         cam = np.maximum(np.einsum("n...k,nk->n...", activations, alpha), 0)
+        facts = {"layer": layer.name, "resolution": list(cam.shape[1:])}  # the log format stores the map at this size
         if cam.ndim == 2:
             length = _sequence_length(x, self.adapter.layer_calls, cam.shape[1])
-            return resize_linear(cam, length), {"layer": layer.name}, result
+            return resize_linear(cam, length), facts, result
         height, width = flat_inputs(x)[image_position(x)].shape[1:3]
-        return resize_bilinear(cam, height, width), {"layer": layer.name}, result
+        return resize_bilinear(cam, height, width), facts, result
 
 
 class GradCAMPlusPlus(GradCAM):
