@@ -1,16 +1,17 @@
 """Reading logs back for notebooks: ``load_run(log_dir)`` → :class:`Run`.
 
-Reads the event files written by the callback through :mod:`logformat` (no TensorFlow
-needed). Opening a run indexes its event files: small summaries (training logs, health
-scalars) are kept, explanations and samples are remembered by file offset and decoded
-only when asked for, so memory does not grow with the number of epochs.
+Reads the event files written by the callback through :mod:`logformat`, from any path
+:mod:`storage` handles (local folders without TensorFlow; ``gs://``, ``s3://``, ``ram://``
+... through ``tf.io.gfile``). Opening a run indexes its event files: small summaries
+(training logs, health scalars) are kept, explanations and samples are remembered by
+file offset and read as byte ranges when asked for, so memory does not grow with the
+number of epochs.
 ``Run.refresh()`` reads what a run still training has written since (a record still
 being written is picked up by the next refresh).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import struct
 from typing import Any, Iterator, NamedTuple
@@ -18,7 +19,7 @@ from typing import Any, Iterator, NamedTuple
 from tensorboard.compat.proto import event_pb2
 from tensorboard.util import tensor_util
 
-from . import logformat
+from . import logformat, storage
 from .explanation import Explanation
 
 _HEADER = 12  # TFRecord framing: uint64 length, uint32 length CRC, data, uint32 data CRC
@@ -41,7 +42,7 @@ class _EventFile:
         self.path, self.offset = path, 0
 
     def new_records(self) -> Iterator[tuple[int, bytes]]:
-        with open(self.path, "rb") as file:
+        with storage.open_read(self.path) as file:
             file.seek(self.offset)
             while True:
                 header = file.read(_HEADER)
@@ -74,7 +75,7 @@ class Run:
 
     def refresh(self) -> "Run":
         """Index what was written since the last read (a run still training grows)."""
-        for path in sorted(glob.glob(os.path.join(self.path, "events.out.tfevents.*"))):
+        for path in storage.glob(storage.join(self.path, "events.out.tfevents.*")):
             reader = self._files.setdefault(path, _EventFile(path))
             for offset, data in reader.new_records():
                 event = event_pb2.Event.FromString(data)
@@ -157,7 +158,7 @@ def _blobs(value: Any) -> list[bytes]:
 
 def _read(where: _Location) -> list[bytes]:
     """The blobs of one indexed summary, read from its event file."""
-    with open(where.file, "rb") as file:
+    with storage.open_read(where.file) as file:
         file.seek(where.offset)
         event = event_pb2.Event.FromString(file.read(where.length))
     return next(_blobs(value) for value in event.summary.value if value.tag == where.tag)
@@ -167,14 +168,14 @@ def runs(log_dir: str | os.PathLike) -> dict[str, str]:
     """``{run name: path}`` of every explanations folder below ``log_dir``."""
     root = os.fspath(log_dir)
     found = {}
-    for folder, _, files in os.walk(root):
+    for folder, files in storage.walk(root):
         if os.path.basename(folder) == logformat.RUN and any(f.startswith("events.out.tfevents") for f in files):
-            found[os.path.relpath(os.path.dirname(folder), root)] = folder
+            found[storage.relpath(os.path.dirname(folder), root)] = folder
     return dict(sorted(found.items()))
 
 
 def _found(log_dir: str | os.PathLike) -> dict[str, str]:
-    if not os.path.isdir(log_dir):
+    if not storage.isdir(os.fspath(log_dir)):
         raise FileNotFoundError(f"log_dir: {os.fspath(log_dir)!r} does not exist; pass the log_dir given to ExplainCallback.")
     found = runs(log_dir)
     if not found:

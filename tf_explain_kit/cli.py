@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import storage
+
 DEMO_EXPLAINERS = ["saliency", "integrated_gradients", "gradcam", ("lime", 3), ("shap", 3)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SAMPLE_OPTIONS = ("num_samples", "nsamples", "max_evals", "samples")  # explainers' names for "how many samples"
@@ -300,7 +302,7 @@ def _run(args: argparse.Namespace, strategy: Any, model: Any, data: Any, total: 
 
     methods = [e.method for e in explainers]
     shards = _Shards(args.output, args.resume) if args.output else None
-    if args.logdir and not args.resume and os.path.isdir(os.path.join(args.logdir, "explanations")):
+    if args.logdir and not args.resume and storage.isdir(storage.join(args.logdir, "explanations")):
         raise UsageError(f"--logdir: {args.logdir!r} already holds explanations; pass --resume to continue that run, or choose a new folder.")
     done = [d for d in ((shards.done() if shards else None), (_logged_batches(args.logdir, methods, args.batch_size) if args.logdir else None)) if d is not None]
     start = min(done)

@@ -4,7 +4,8 @@ Event files are TFRecord files of ``Event`` protobufs, written here directly wit
 TensorBoard's protobufs and a C implementation of CRC32C (``google-crc32c``): no
 TensorFlow summary ops, so writing works the same under any Keras backend and inside a
 distribution strategy, and megabytes of attributions are checksummed in microseconds
-(TensorBoard's pure-Python fallback takes about 80 ms per MB). Local paths only.
+(TensorBoard's pure-Python fallback takes about 80 ms per MB). Files are opened through
+:mod:`storage`: local folders, or ``gs://``, ``s3://``... through ``tf.io.gfile``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 
-from . import logformat
+from . import logformat, storage
 
 _FILES = itertools.count()
 
@@ -67,8 +68,8 @@ class EventFile:
 
     def __init__(self, directory: str):
         name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}.{next(_FILES)}"
-        self.path = os.path.join(directory, name)
-        self._file = open(self.path, "ab")
+        self.path = storage.join(directory, name)
+        self._file = storage.open_new(self.path)
         self._lock = threading.Lock()
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
@@ -91,8 +92,8 @@ class SummaryWriter:
     """One event file in ``<log_dir>/explanations``; call :meth:`flush` after each epoch."""
 
     def __init__(self, log_dir: str | os.PathLike):
-        self.path = os.path.join(os.fspath(log_dir), logformat.RUN)
-        os.makedirs(self.path, exist_ok=True)
+        self.path = storage.join(os.fspath(log_dir), logformat.RUN)
+        storage.makedirs(self.path)
         self._writer = EventFile(self.path)
 
     def _write(self, step: int, *values: summary_pb2.Summary.Value) -> None:
