@@ -302,6 +302,32 @@ class ModelAdapter:
             parts.append(self._backend.masked_scores(samples[lo:hi], part_elements, part_fills, weights, owners[rows] - lo, masks[rows]))
         return np.concatenate(parts)
 
+    def masked_input_scores(self, samples: Inputs, players: Inputs, masks: np.ndarray, owners: np.ndarray, fills: Inputs, fill_weights: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`masked_scores` for models with several inputs (or players over whole inputs).
+
+        ``players``: per input, ``(n,) + lead`` int player ids of each sample's elements
+        (trailing axes follow; −1: always shown); ``fills``: per input ``(n or 1, B, ...)``.
+        The copies are built on the host, a bounded batch of rows at a time.
+        """
+        self._ready(samples)
+        rows_of_fill = flat_inputs(fills)[0].shape[1]
+        weights = np.full(rows_of_fill, 1 / rows_of_fill) if fill_weights is None else np.asarray(fill_weights)
+        per_call = max(1, self.default_batch_size(samples) // rows_of_fill)
+        parts = []
+        for start in range(0, len(masks), per_call):
+            owner, mask = owners[start : start + per_call], masks[start : start + per_call]
+
+            def copies(sample: np.ndarray, labels: np.ndarray, fill: np.ndarray) -> np.ndarray:
+                label = labels[owner].reshape(len(owner), -1)
+                shown = (label < 0) | np.take_along_axis(mask, np.maximum(label, 0), axis=1)
+                shown = shown.reshape((len(owner), 1) + labels.shape[1:] + (1,) * (sample.ndim - labels.ndim))
+                hidden = fill if len(fill) == 1 else fill[owner]
+                return np.where(shown, sample[owner][:, None], hidden).reshape((-1,) + sample.shape[1:])
+
+            _, scores = self.forward(map_inputs(copies, samples, players, fills))
+            parts.append(np.einsum("rbc,b->rc", scores.reshape(len(owner), rows_of_fill, -1), weights))
+        return np.concatenate(parts)
+
     def _with_predicted(self, weights: np.ndarray) -> np.ndarray:
         """``(N, C)`` class weights → ``(N, C + 1)`` with no weight on the predicted class."""
         weights = np.asarray(weights, np.float32)

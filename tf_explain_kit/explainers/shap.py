@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from math import comb
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import keras
 import numpy as np
@@ -24,6 +24,7 @@ from ..rng import preserved_global_state
 from ..targets import resolve
 from .base import Explainer, OnePassExplainer, require_float_inputs
 from .deeplift import DeepLiftPasses, summation_gap
+from .groups import input_groups, spread
 
 SUMMARIES = ("kmeans", "sample")
 
@@ -230,14 +231,21 @@ def shapley_values(d: Design, values: np.ndarray, fx: float, fnull: float) -> np
 class KernelShap(Explainer):
     """Kernel SHAP (``shap.KernelExplainer`` with ``l1_reg=False``) on the compiled forward.
 
-    Players are single features (tabular ``(N, F)``, token ids ``(N, T)``) or groups:
-    ``groups`` is an int label array over the leading feature axes (``(H, W)`` superpixels,
-    ``(T,)`` token spans), one per sample ``(N, H, W)``, or a callable ``inputs -> labels``
-    (for example a superpixel segmentation). A hidden player takes the background's
-    values; each coalition's value is the background-weighted mean score. Attributions have
-    the shape of the labels, ``(N,) + groups.shape`` (each element gets its group's value);
-    ``extras["shap_values"]`` holds the per-group values, ``extras["base_values"]`` the
-    background's mean score.
+    Players are single features (tabular ``(N, F)``, token ids ``(N, T)``, the cells of a
+    series ``(N, T, F)``) or groups: ``groups`` is an int label array over the leading
+    feature axes (``(H, W)`` superpixels, ``(T,)`` token spans, ``(T, F)`` time × feature
+    windows such as :func:`~tf_explain_kit.explainers.groups.window_groups`), one per sample
+    ``(N, H, W)``, or a callable ``inputs -> labels`` (for example a superpixel
+    segmentation). A hidden player takes the background's values; each coalition's value is
+    the background-weighted mean score. Attributions have the shape of the labels,
+    ``(N,) + groups.shape``, and each element is *assigned* its group's whole value (not a
+    share), so efficiency holds over the groups: ``extras["shap_values"]`` (per group) sum
+    to ``f(x) − extras["base_values"]`` (the background's mean score).
+
+    Models with several inputs: players are named groups (``groups={name: input or
+    (input, indices)}``, see :mod:`~tf_explain_kit.explainers.groups`; default: each input
+    one group). Attributions have the inputs' structure and shapes (elements in no group:
+    0); ``extras["group_names"]`` names the columns of ``extras["shap_values"]``.
 
     Args:
         background: reference rows ``(B, ...)``, e.g. training samples or a fill image.
@@ -267,19 +275,24 @@ class KernelShap(Explainer):
             count(nsamples, "nsamples", hint="coalitions per input, or 'auto'")
         if summary not in SUMMARIES:
             raise ValueError(f"summary: expected one of {SUMMARIES}, got {summary!r}.")
-        if not (groups is None or callable(groups) or isinstance(groups, np.ndarray)):
-            raise TypeError(f"groups: expected None, an int label array or a callable inputs -> labels, got {type(groups).__name__}.")
+        if not (groups is None or callable(groups) or isinstance(groups, (np.ndarray, Mapping))):
+            raise TypeError(f"groups: expected None, an int label array, a callable inputs -> labels or (several inputs) a dict {{name: input or (input, indices)}}, got {type(groups).__name__}.")
         self.nsamples, self.seed, self.groups = nsamples, seed, groups
         self._designs: dict[int, Design] = {}
         background = _background(self.adapter, background)
-        if not isinstance(background, np.ndarray):
-            raise TypeError("model: KernelShap explains single-input models; this model takes several inputs. Use GradientShap or DeepShap.")
         _reject_strings(background, "KernelShap")
-        self.background, self.background_weights = background, np.full(len(background), 1 / len(background))
+        if isinstance(background, np.ndarray) and isinstance(groups, Mapping):
+            raise TypeError("groups: a dict of named input groups is for models with several inputs; for one input pass an int label array.")
+        if not isinstance(background, np.ndarray):
+            input_groups(self.adapter, background, groups)  # a bad group spec fails here, not at explain time
+        rows = num_samples(background)
+        self.background, self.background_weights = background, np.full(rows, 1 / rows)
         if summarize is not None and count(summarize, "summarize", hint="rows kept from the background") < len(background):
             self._summarize(summarize, summary)
 
     def _summarize(self, rows: int, summary: str) -> None:
+        if not isinstance(self.background, np.ndarray):
+            raise ValueError("summarize: background summaries are for single-input models; pass fewer background rows instead.")
         flat = self.background.reshape(len(self.background), -1)
         if summary == "sample":
             keep = np.sort(np.random.default_rng(self.seed).choice(len(flat), rows, replace=False))
@@ -302,27 +315,39 @@ class KernelShap(Explainer):
         return labels
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
-        if not isinstance(x, np.ndarray):
-            raise TypeError("inputs: KernelShap explains single-input models; use GradientShap or DeepShap for several inputs.")
         _reject_strings(x, "KernelShap")
-        labels = self.labels(x)
-        players = [np.unique(sample, return_inverse=True)[1].reshape(sample.shape) for sample in labels]
-        designs = [self._design(int(p.max()) + 1) for p in players]
-        # Each sample's rows: every player shown (f(x)), none shown (E f(background)), its coalitions.
+        n = num_samples(x)
+        if isinstance(x, np.ndarray):
+            labels = self.labels(x)
+            players = [np.unique(sample, return_inverse=True)[1].reshape(sample.shape) for sample in labels]
+            elements = None if self.groups is None else np.stack(players)  # without groups each feature plays
+            phis, fnull = self._shapley([int(p.max()) + 1 for p in players], lambda masks, owners: self.adapter.masked_scores(x, elements, masks, owners, self.background[None], self.background_weights), weights)
+            attributions = np.stack([phi[p] for phi, p in zip(phis, players)])
+            shap_values = np.stack(phis) if len({len(v) for v in phis}) == 1 else np.array(phis, dtype=object)
+            return attributions, {"shap_values": shap_values, "base_values": fnull, "labels": labels}
+        names, labels = input_groups(self.adapter, x, self.groups)
+        players = map_inputs(lambda label: np.broadcast_to(label, (n,) + label.shape), labels)
+        fills = map_inputs(lambda b: b[None], self.background)
+        phis, fnull = self._shapley([len(names)] * n, lambda masks, owners: self.adapter.masked_input_scores(x, players, masks, owners, fills, self.background_weights), weights)
+        return spread(np.stack(phis), labels), {"shap_values": np.stack(phis), "base_values": fnull, "group_names": names}
+
+    def _shapley(self, players: list[int], scores: Callable[[np.ndarray, np.ndarray], np.ndarray], weights: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each sample's Shapley values over its ``players[i]`` players, and E f(background).
+
+        ``scores(masks, owners)`` scores the coalition rows; each sample's rows are: every
+        player shown (f(x)), none shown (E f(background)), then its design's coalitions.
+        """
+        designs = [self._design(m) for m in players]
         sizes = np.array([len(d.masks) + 2 for d in designs])
-        owners, starts = np.repeat(np.arange(len(x)), sizes), np.cumsum(sizes) - sizes
+        owners, starts = np.repeat(np.arange(len(designs)), sizes), np.cumsum(sizes) - sizes
         masks = np.zeros((len(owners), max(d.masks.shape[1] for d in designs)), bool)
         masks[starts] = True
         for start, d in zip(starts, designs):
             masks[start + 2 : start + 2 + len(d.masks), : d.masks.shape[1]] = d.masks
-        elements = None if self.groups is None else np.stack(players)  # without groups each feature plays
-        scores = self.adapter.masked_scores(x, elements, masks, owners, self.background[None], self.background_weights)
-        values = _explained(scores, weights[owners])
+        values = _explained(scores(masks, owners), weights[owners])
         fx, fnull = values[starts], values[starts + 1]
         phis = [shapley_values(d, values[start + 2 : start + size], f, f0).astype(np.float32) for d, start, size, f, f0 in zip(designs, starts, sizes, fx, fnull)]
-        attributions = np.stack([phi[p] for phi, p in zip(phis, players)])
-        shap_values = np.stack(phis) if len({len(v) for v in phis}) == 1 else np.array(phis, dtype=object)
-        return attributions, {"shap_values": shap_values, "base_values": fnull, "labels": labels}
+        return phis, fnull
 
     def _design(self, m: int) -> Design:
         """Coalitions for ``m`` players: drawn once per ``(seed, m)`` and reused by every
