@@ -354,16 +354,20 @@ export class App {
       const inputs = this.inputs ? this.inputs.subarray(i * size, (i + 1) * size) : null;
       return bars(names, values, scale, map, order ?? topIndices(values, big ? DETAIL_FEATURES : GRID_FEATURES), inputs);
     }
-    if (kind === "text") {
-      const words = this.run.tokens?.[i] || [...values.keys()].map(String);
-      return tokens(words, values, scale, map, document.documentElement.classList.contains("tek-dark") ? PAGE.dark : PAGE.light);
-    }
-    const [h, w] = shape.slice(1, 3);
+    if (kind === "text") return tokens(this.words(entry, i, values), values, scale, map, document.documentElement.classList.contains("tek-dark") ? PAGE.dark : PAGE.light);
+    const [h, w] = shape.length === 2 ? [1, shape[1]] : shape.slice(1, 3); // (N, T) maps over time steps: one row
     const background = this.inputs && this.run.inputs.shape[1] === h && this.run.inputs.shape[2] === w ? grey(this.inputs, this.run.inputs.shape, i) : null;
     const outline = this.state.outlines && entry.segments ? limeOutlines(entry.segments.subarray(i * h * w, (i + 1) * h * w), values, h, w) : null;
-    const canvas = el("canvas", { className: big ? "heat big" : "heat" });
+    const canvas = el("canvas", { className: `heat${big ? " big" : ""}${h === 1 ? " steps" : ""}` });
     canvas.redraw = () => heatmap(canvas, { values, background, h, w, scale, map, opacity: this.state.opacity, outline });
     return canvas.redraw();
+  }
+
+  /** The words a text method's weights belong to: its own tokens when it logged them
+  (`extras.tokens`, one list per sample), else the run's. */
+  words(entry, i, values) {
+    const own = entry.extras?.tokens;
+    return (Array.isArray(own) && Array.isArray(own[i]) ? own[i] : null) || this.run.tokens?.[i] || [...values.keys()].map(String);
   }
 
   /** What a method shows at `epoch` where it has no explanation: its logged error, or nothing. */
@@ -383,7 +387,7 @@ export class App {
 
   inputCell(row, big = false) {
     const kind = this.run.kind;
-    if (kind === "image" && this.inputs) return original(el("canvas", { className: big ? "input big" : "input" }), this.inputs, this.run.inputs.shape, row.i);
+    if (kind !== "tabular" && kind !== "text" && this.inputs && this.run.inputs.shape.length >= 3) return original(el("canvas", { className: big ? "input big" : "input" }), this.inputs, this.run.inputs.shape, row.i);
     if (kind === "text" && this.run.tokens) return el("div", { className: "text-input" }, this.run.tokens[row.i].join(" "));
     return el("span", { className: "muted" }, `sample ${row.id}`);
   }
@@ -486,15 +490,15 @@ export class App {
       const style = (await this.styler(data, method)).at(i);
       const size = entry.maps.length / n;
       const values = entry.maps.subarray(i * size, (i + 1) * size);
-      const extras = Object.entries(entry.extras).filter(([, v]) => !Array.isArray(v) || v.length === n).map(([k, v]) => el("li", {}, el("span", { className: "key" }, k), ": ", describe(Array.isArray(v) ? v[i] : v)));
+      const extras = Object.entries(entry.extras).filter(([k, v]) => k !== "tokens" && (!Array.isArray(v) || v.length === n)).map(([k, v]) => el("li", {}, el("span", { className: "key" }, k), ": ", describe(Array.isArray(v) ? v[i] : v)));
       const views = [el("figure", {}, this.cell(entry, i, style, { big: true, order }), el("figcaption", {}, `epoch ${epoch}`))];
       if (pinned?.[method]) views.unshift(...this.comparison(pinned[method], entry, i, style, order));
       sections.push(el(
         "section", { className: `method-detail${method === this.state.method ? " focused" : ""}`, dataset: { method } },
-        el("h4", { onclick: () => { this.state.method = method; this.saveUrl(); } }, method, ` (explained class: ${this.className(entry.targets[i])}, ${number(entry.seconds ?? NaN)} s)`),
+        el("h4", { onclick: () => { this.state.method = method; this.saveUrl(); } }, method, ` (explained class: ${this.className(entry.targets[i])}${typeof entry.seconds === "number" ? `, ${number(entry.seconds)} s` : ""})`),
         el("div", { className: "views" }, views),
         colourBar(style.map, style.scale),
-        el("div", { className: "facts" }, el("b", {}, "top features"), el("ol", {}, this.topFeatures(values, entry.arrays.attributions.shape, i).map((t) => el("li", {}, t)))),
+        el("div", { className: "facts" }, el("b", {}, "top features"), el("ol", {}, this.topFeatures(entry, values, i).map((t) => el("li", {}, t)))),
         extras.length ? el("div", { className: "facts" }, el("b", {}, "extras"), el("ul", {}, extras)) : null,
         this.strip(method, i),
       ));
@@ -518,10 +522,12 @@ export class App {
     ];
   }
 
-  topFeatures(values, shape, i) {
-    const kind = this.run.kind;
-    return topIndices(values, 5).map((j) => {
-      const where = kind === "tabular" ? this.run.feature_names?.[j] ?? `feature ${j}` : kind === "text" ? `“${this.run.tokens?.[i]?.[j] ?? j}”` : `pixel (${Math.floor(j / shape[2])}, ${j % shape[2]})`;
+  topFeatures(entry, values, i) {
+    const kind = this.run.kind, shape = entry.arrays.attributions.shape;
+    const words = kind === "text" ? this.words(entry, i, values) : null;
+    const count = words ? Math.min(values.length, words.length) : values.length;
+    return topIndices(values.subarray(0, count), 5).map((j) => {
+      const where = kind === "tabular" ? this.run.feature_names?.[j] ?? `feature ${j}` : words ? `“${words[j]}” (token ${j})` : shape.length === 2 ? `step ${j}` : `(${Math.floor(j / shape[2])}, ${j % shape[2]})`;
       return `${where}: ${number(values[j])}`;
     });
   }

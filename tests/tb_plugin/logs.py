@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,7 +15,8 @@ import keras
 import numpy as np
 
 import tf_explain_kit as tek
-from tf_explain_kit import examples
+from tf_explain_kit import examples, logformat
+from tf_explain_kit.logwriter import SummaryWriter
 
 EPOCHS = 15  # the image run: every epoch must reach the browser
 XSS = "<img src=x onerror=alert(1)>"
@@ -72,11 +74,33 @@ def hostile_text(log_dir: str, epochs: int = 2) -> None:
     _fit(model, x[:250], y[:250], (x[250:], y[250:]), callback, log_dir, epochs)
 
 
+def series(log_dir: str, epochs: int = 2) -> None:
+    """Series (N, T, F) written with the log format directly (the callback logs them as
+    images): attributions (N, T, F) for saliency and (N, T) for Grad-CAM, a planted peak
+    at step 9 that grows with the epoch."""
+    rng = np.random.default_rng(0)
+    n, steps, features = 4, 24, 3
+    x = rng.standard_normal((n, steps, features)).astype(np.float32)
+    labels = np.array([0, 1, 0, 1])
+    writer = SummaryWriter(log_dir)
+    writer.blobs(logformat.SAMPLES_TAG, 0, logformat.samples_payload(x, labels, np.arange(n), "image", ["low", "high"]), "samples")
+    for epoch in range(epochs):
+        writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload({"loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1)}), "training")
+        peak = np.zeros((n, steps), np.float32)
+        peak[:, 9] = epoch + 1.0
+        maps = {"saliency": np.repeat(peak[..., None], features, -1) + 0.1 * np.abs(x), "gradcam": peak + 0.05}
+        for method, attributions in maps.items():
+            explanation = types.SimpleNamespace(method=method, attributions=attributions, targets=labels, predictions=np.eye(2)[labels] * 0.8 + 0.1, extras={})
+            writer.blobs(logformat.explanation_tag(method), epoch, logformat.explanation_payload(explanation, epoch), "explanation")
+    writer.close()
+
+
 def write_all(root: str) -> None:
-    """``root/digits``, ``root/cancer`` and ``root/hostile``: one toolkit run each."""
+    """``root/digits``, ``root/cancer``, ``root/hostile`` and ``root/series``: one toolkit run each."""
     digits(os.path.join(root, "digits"))
     cancer(os.path.join(root, "cancer"))
     hostile_text(os.path.join(root, "hostile"))
+    series(os.path.join(root, "series"))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 30_000
 DIGITS = "digits/explanations"
 HOSTILE = "hostile/explanations"
+SERIES = "series/explanations"
 LOGGED_ORDER = ["saliency", "integrated_gradients", "gradcam", "lime_image"]  # as logs.digits lists them
 HASH = "p.tf_explain_kit."
 
@@ -266,6 +267,20 @@ def test_small_and_dark_screens(open_tab, browser):
     assert background == "rgb(48, 48, 48)", background
     page.set_viewport_size({"width": 1280, "height": 1000})
     shot(page, "plugin-dark-1280")
+    assert problems == []
+
+
+def test_series_maps_and_hover_values(open_tab):
+    """(N, T) maps are one row of T steps; hovering a heatmap reads out the value under the
+    pointer (the planted peak: 2.05 at step 9, epoch 1)."""
+    page, frame, problems = open_tab(run_hash(SERIES))
+    grid(frame, SERIES, 1)
+    steps = frame.locator('td.method-cell[data-method="gradcam"] canvas.heat.steps').first
+    assert steps.evaluate("c => [c.width, c.height]") == [24, 1]
+    assert frame.locator('td.method-cell[data-method="saliency"] canvas.heat').first.evaluate("c => [c.width, c.height]") == [3, 24]
+    box = steps.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 9.5 / 24, box["y"] + box["height"] / 2)
+    assert frame.locator("#tip").inner_text() == "(0, 9): 2.05"
     assert problems == []
 
 

@@ -34,7 +34,7 @@ def test_index_lists_every_run_method_and_epoch(get):
     index = ok(get, "/index")
     assert index["errors"] == []
     runs = index["runs"]
-    assert sorted(runs) == ["cancer/explanations", DIGITS, "hostile/explanations"]
+    assert sorted(runs) == ["cancer/explanations", DIGITS, "hostile/explanations", "series/explanations"]
     digits = runs[DIGITS]
     every = list(range(logs.EPOCHS))
     assert digits["kind"] == "image" and digits["class_names"][3] == "digit 3" and len(digits["ids"]) == len(digits["labels"]) == 6
