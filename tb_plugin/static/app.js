@@ -492,7 +492,11 @@ export class App {
       const values = entry.maps.subarray(i * size, (i + 1) * size);
       const extras = Object.entries(entry.extras).filter(([k, v]) => k !== "tokens" && (!Array.isArray(v) || v.length === n)).map(([k, v]) => el("li", {}, el("span", { className: "key" }, k), ": ", describe(Array.isArray(v) ? v[i] : v)));
       const views = [el("figure", {}, this.cell(entry, i, style, { big: true, order }), el("figcaption", {}, `epoch ${epoch}`))];
-      if (pinned?.[method]) views.unshift(...this.comparison(pinned[method], entry, i, style, order));
+      if (pinned?.[method]) {
+        const [before, difference] = this.comparison(pinned[method], entry, i, style, order);
+        views.unshift(before);
+        views.push(difference);
+      }
       sections.push(el(
         "section", { className: `method-detail${method === this.state.method ? " focused" : ""}`, dataset: { method } },
         el("h4", { onclick: () => { this.state.method = method; this.saveUrl(); } }, method, ` (explained class: ${this.className(entry.targets[i])}${typeof entry.seconds === "number" ? `, ${number(entry.seconds)} s` : ""})`),
