@@ -45,10 +45,12 @@ stores them exactly (maps rebuilt by upsampling: within 1e-5 of the largest valu
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import math
 import zipfile
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
@@ -130,13 +132,52 @@ def encode(header: dict, arrays: dict[str, np.ndarray]) -> list[bytes]:
 
 
 def decode(blobs: list[bytes]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Header and arrays of a payload; FormatError for anything else (crafted or damaged
+    logs: malformed or deeply nested JSON, arrays declaring more data than they hold)."""
     if len(blobs) != 2:
         raise FormatError(f"expected a blob sequence of [header, arrays], got {len(blobs)} blobs.")
-    header = json.loads(blobs[0].decode())
-    if int(header.get("version", 0)) > VERSION:
-        raise FormatError(f"these logs use tf-explain-kit log format {header['version']}; this version reads up to {VERSION}. Upgrade tf-explain-kit.")
-    with np.load(io.BytesIO(blobs[1]), allow_pickle=False) as npz:
-        return header, {key: npz[key] for key in npz.files}
+    try:
+        header = json.loads(blobs[0])
+    except (ValueError, TypeError, RecursionError) as error:
+        raise FormatError(f"the header is not JSON ({type(error).__name__}).") from None
+    if not isinstance(header, dict) or _depth(header) > MAX_HEADER_DEPTH:
+        raise FormatError(f"the header is not a JSON object nested at most {MAX_HEADER_DEPTH} deep.")
+    version = header.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise FormatError(f"these logs use tf-explain-kit log format {version!r}; this version reads up to {VERSION}. Upgrade tf-explain-kit.")
+    try:
+        return header, _arrays(blobs[1])
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:
+        raise FormatError(f"the arrays cannot be read ({type(error).__name__}: {error}).") from None
+
+
+MAX_HEADER_DEPTH = 16
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in a parsed JSON value (without recursion)."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [item for container in level if isinstance(container, (dict, list)) for item in (container.values() if isinstance(container, dict) else container)]
+    return depth - 1
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, each checked to hold the data its header declares before
+    it is read (a crafted shape must not allocate terabytes)."""
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(member)
+                declared = math.prod(shape) * dtype.itemsize
+                if dtype.hasobject or declared > info.file_size - member.tell():
+                    raise ValueError(f"{info.filename} declares {shape} {dtype}, more than its {info.file_size} bytes hold")
+            with archive.open(info) as member:
+                arrays[info.filename.removesuffix(".npy")] = np.lib.format.read_array(member, allow_pickle=False)
+    return arrays
 
 
 def _json_default(value: Any) -> Any:
@@ -161,8 +202,33 @@ def _unflatten(arrays: dict[str, np.ndarray], prefix: str, structure: Any) -> An
     if structure is None:
         return arrays[prefix]
     if "dict" in structure:
-        return {k: arrays[f"{prefix}.{k}"] for k in structure["dict"]}
-    return [arrays[f"{prefix}.{i}"] for i in range(structure["list"])]
+        value = {k: arrays[f"{prefix}.{k}"] for k in structure["dict"]}
+    else:
+        value = [arrays[f"{prefix}.{i}"] for i in range(structure["list"])]
+    if not value:
+        raise FormatError(f"{prefix}: the structure {structure!r} holds no arrays.")
+    return value
+
+
+def _numeric(array: np.ndarray, name: str, ndim: int | None = None) -> np.ndarray:
+    if array.dtype.kind not in "biuf" or (ndim is not None and array.ndim != ndim):
+        raise FormatError(f"{name}: expected a numeric array{f' of rank {ndim}' if ndim else ''}, got {array.dtype} of shape {array.shape}.")
+    return array
+
+
+def _reader(read: Callable[[list[bytes]], Any]) -> Callable[[list[bytes]], Any]:
+    """``read`` raising FormatError, naming what it read, for missing or mistyped fields."""
+
+    @functools.wraps(read)
+    def checked(blobs: list[bytes]) -> Any:
+        try:
+            return read(blobs)
+        except FormatError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise FormatError(f"{read.__name__}: a field is missing or mistyped ({type(error).__name__}: {error}).") from None
+
+    return checked
 
 
 def _pack(values: np.ndarray, precision: str) -> dict[str, np.ndarray]:
@@ -178,12 +244,12 @@ def _pack(values: np.ndarray, precision: str) -> dict[str, np.ndarray]:
 
 def _unpack(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
     if f"{name}:values" in arrays:
-        return arrays[f"{name}:values"]
+        return _numeric(arrays[f"{name}:values"], name)
     if f"{name}:planes" in arrays:
-        scaled = np.ascontiguousarray(np.moveaxis(arrays[f"{name}:planes"], 0, -1)).view("<f2")[..., 0].astype(np.float32)
+        scaled = np.ascontiguousarray(np.moveaxis(_numeric(arrays[f"{name}:planes"], name), 0, -1)).view("<f2")[..., 0].astype(np.float32)
     else:  # format 1
-        scaled = arrays[f"{name}:scaled"].astype(np.float32)
-    return scaled * arrays[f"{name}:scale"].reshape((-1,) + (1,) * (scaled.ndim - 1))
+        scaled = _numeric(arrays[f"{name}:scaled"], name).astype(np.float32)
+    return scaled * _numeric(arrays[f"{name}:scale"], name).reshape((-1,) + (1,) * (scaled.ndim - 1))
 
 
 # -- attribution layouts: the smallest exact form of an array, and how to rebuild it -------------
@@ -269,6 +335,7 @@ def explanation_payload(explanation: Any, epoch: int, precision: str = "float16"
     return encode(header, arrays)
 
 
+@_reader
 def read_explanation(blobs: list[bytes]) -> dict[str, Any]:
     """The fields of an Explanation (``method, attributions, targets, predictions, extras``)
     plus ``epoch`` and ``seconds``, from :func:`explanation_payload` blobs."""
@@ -281,8 +348,8 @@ def read_explanation(blobs: list[bytes]) -> dict[str, Any]:
     return {
         "method": header["method"],
         "attributions": _unflatten(unpacked, "attributions", header["structure"]),
-        "targets": arrays["targets"],
-        "predictions": arrays["predictions"],
+        "targets": _numeric(arrays["targets"], "targets", 1),
+        "predictions": _numeric(arrays["predictions"], "predictions", 2),
         "extras": extras,
         "epoch": header["epoch"],
         "seconds": header.get("seconds"),
@@ -312,13 +379,16 @@ def samples_payload(
     return encode(header, arrays)
 
 
+@_reader
 def read_samples(blobs: list[bytes]) -> dict[str, Any]:
     header, arrays = decode(blobs)
+    if header["kind"] not in KINDS:
+        raise FormatError(f"kind: expected one of {KINDS}, got {header['kind']!r}.")
     names = {key: value for key, value in arrays.items() if key.startswith("inputs")}
     return {
         "inputs": _unflatten(names, "inputs", header["structure"]),
         "labels": arrays.get("labels"),
-        "ids": arrays["ids"],
+        "ids": _numeric(arrays["ids"], "ids", 1),
         "kind": header["kind"],
         "class_names": header["class_names"],
         "feature_names": header["feature_names"],
@@ -332,5 +402,9 @@ def training_payload(logs: dict[str, float]) -> list[bytes]:
     return encode({"logs": {k: float(v) for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0}}, {})
 
 
+@_reader
 def read_training(blobs: list[bytes]) -> dict[str, float]:
-    return decode(blobs)[0]["logs"]
+    logs = decode(blobs)[0]["logs"]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in logs.values()):
+        raise FormatError(f"training logs: expected a number for each name, got {logs!r:.200}.")
+    return {str(name): float(value) for name, value in logs.items()}
