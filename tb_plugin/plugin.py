@@ -20,7 +20,16 @@ Routes (under ``data/plugin/tf_explain_kit/``), in the style of the images plugi
 - ``index.js`` and ``static/*``: the front end (plain ES modules).
 
 Bad requests get 400 (missing or malformed parameter) or 404 (unknown run, method,
-epoch or key, unreadable data) with a plain-text message.
+epoch or key, unreadable data) with a plain-text message, raised as TensorBoard's own
+``tensorboard.errors``. A run whose samples cannot be read is left out of ``index`` and
+named in its ``errors``; a record that cannot be read (damaged or crafted logs) answers
+404 for that request or, in ``training``, leaves that epoch out; other runs and records
+are served as usual.
+
+JSON has no NaN or infinity: ``training`` sends a non-finite value (a diverged loss) as
+the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (JavaScript's ``Number()`` reads
+them back; ``null`` there means the value was not logged at that epoch); the other
+routes send non-finite numbers as ``null``.
 """
 
 from __future__ import annotations
@@ -32,7 +41,6 @@ import functools
 import json
 import os
 import threading
-import zipfile
 from typing import Any, Callable
 
 import numpy as np
@@ -54,24 +62,14 @@ ERROR_LIMIT = 4000  # characters of one error message sent to the client
 CACHE_ENTRIES = 256  # decoded payloads kept in memory (about 100 KB each for 32 digits)
 
 
-class Problem(Exception):
-    """A request the plugin answers with ``code`` and a plain-text ``message``."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
 def _route(handler: Callable[..., wrappers.Response]) -> Callable[..., wrappers.Response]:
-    """A werkzeug application that answers :class:`Problem` and unreadable data with 4xx."""
+    """A werkzeug application that answers ``tensorboard.errors`` with their 4xx code."""
 
     @wrappers.Request.application
     @functools.wraps(handler)
     def application(self: "ExplanationsPlugin", request: wrappers.Request) -> wrappers.Response:
         try:
             return handler(self, request)
-        except Problem as problem:
-            return http_util.Respond(request, problem.message, "text/plain", code=problem.code)
         except errors.PublicError as error:
             return http_util.Respond(request, str(error), "text/plain", code=error.http_code)
 
@@ -81,7 +79,7 @@ def _route(handler: Callable[..., wrappers.Response]) -> Callable[..., wrappers.
 def _arg(request: wrappers.Request, name: str) -> str:
     value = request.args.get(name)
     if value is None or value == "":
-        raise Problem(400, f"missing query parameter {name!r}.")
+        raise errors.InvalidArgumentError(f"missing query parameter {name!r}.")
     return value
 
 
@@ -90,28 +88,32 @@ def _int_arg(request: wrappers.Request, name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise Problem(400, f"query parameter {name!r}: expected an integer, got {value!r}.") from None
+        raise errors.InvalidArgumentError(f"query parameter {name!r}: expected an integer, got {value[:60]!r}.") from None
 
 
 def _json(request: wrappers.Request, value: Any) -> wrappers.Response:
-    return http_util.Respond(request, json.dumps(value, default=_jsonable, allow_nan=False), "application/json")
+    return http_util.Respond(request, json.dumps(_jsonable(value), allow_nan=False), "application/json")
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, not_finite: Callable[[float], Any] = lambda number: None) -> Any:
+    """``value`` with numpy values as plain ones and each non-finite float replaced by
+    ``not_finite(it)`` (JSON has neither NaN nor infinity)."""
     if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return str(value)
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else not_finite(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, not_finite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, not_finite) for v in value]
+    return value if value is None or isinstance(value, (str, int)) else str(value)
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities become null (JSON has neither)."""
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+def _spelled(number: float) -> str:
+    """How ``training`` sends a non-finite value (JavaScript's ``Number()`` reads it back)."""
+    return "NaN" if np.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
 
 
 class _LRU:
@@ -133,19 +135,34 @@ class _LRU:
         return value
 
 
-def array_key(blob_keys: tuple[str, str], reader: str, name: str) -> str:
-    """The opaque key of array ``name`` of the payload stored in ``blob_keys``."""
-    return base64.urlsafe_b64encode(json.dumps([*blob_keys, reader, name]).encode()).decode().rstrip("=")
+def array_key(run: str, datum: provider.BlobSequenceDatum, tag: str, name: str) -> str:
+    """The opaque key of array ``name`` of the record ``datum`` of ``tag`` in ``run``: the
+    record's wall time is part of it, so a key never reads a record that replaced it."""
+    return base64.urlsafe_b64encode(json.dumps([run, tag, datum.step, datum.wall_time, name]).encode()).decode().rstrip("=")
 
 
-def _parse_key(key: str) -> tuple[tuple[str, str], str, str]:
+def _parse_key(key: str) -> tuple[str, str, int, float, str]:
     try:
-        header, arrays, reader, name = json.loads(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
-        if not all(isinstance(part, str) for part in (header, arrays, reader, name)) or reader not in READERS:
+        run, tag, step, wall_time, name = json.loads(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
+        if not (isinstance(run, str) and isinstance(tag, str) and isinstance(name, str) and type(step) is int and isinstance(wall_time, (int, float))) or _reader_of(tag) is None:
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, f"malformed array key {key[:60]!r}; use the keys the index and epoch routes return.") from None
-    return (header, arrays), reader, name
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise errors.InvalidArgumentError(f"malformed array key {key[:60]!r}; use the keys the index and epoch routes return.") from None
+    return run, tag, step, float(wall_time), name
+
+
+def _reader_of(tag: str) -> str | None:
+    if tag == logformat.SAMPLES_TAG:
+        return "samples"
+    if tag == logformat.TRAINING_TAG:
+        return "training"
+    return "explanation" if logformat.method_of(tag) else None
+
+
+def _newest(data: list[provider.BlobSequenceDatum]) -> dict[int, provider.BlobSequenceDatum]:
+    """``{step: datum}``, sorted by step, where a step logged more than once (a resumed
+    training) takes its newest record, as ``load_run`` does."""
+    return {datum.step: datum for datum in sorted(data, key=lambda d: (d.step, d.wall_time))}
 
 
 def _attribution_maps(explanation: dict) -> np.ndarray:
@@ -177,7 +194,8 @@ READERS: dict[str, Callable[[list[bytes]], dict]] = {
     "samples": logformat.read_samples,
     "training": logformat.read_training,
 }
-UNREADABLE = (logformat.FormatError, ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile, EOFError)
+# what reading a blob by a crafted or stale key raises in TensorBoard's data providers
+BAD_BLOB_KEY = (errors.NotFoundError, errors.InvalidArgumentError, ValueError, KeyError, IndexError, TypeError, binascii.Error)
 
 
 def _text(value: np.ndarray) -> str:
@@ -188,8 +206,8 @@ def _text(value: np.ndarray) -> str:
     return text[:ERROR_LIMIT]
 
 
-def _reference(blob_keys: tuple[str, str], reader: str, name: str, value: np.ndarray) -> dict:
-    return {"key": array_key(blob_keys, reader, name), "shape": list(value.shape)}
+def _reference(run: str, datum: provider.BlobSequenceDatum, tag: str, name: str, value: np.ndarray) -> dict:
+    return {"key": array_key(run, datum, tag, name), "shape": list(value.shape)}
 
 
 class ExplanationsPlugin(base_plugin.TBPlugin):
@@ -200,7 +218,6 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
     def __init__(self, context: base_plugin.TBContext):
         self._provider = context.data_provider
         self._cache = _LRU(CACHE_ENTRIES)
-        self._steps: dict[tuple[str, str, str], dict[int, provider.BlobSequenceDatum]] = {}  # listing per run and tag
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -229,46 +246,46 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             run_tag_filter=provider.RunTagFilter(runs=runs, tags=tags),
         )
 
-    def _decoded(self, request: wrappers.Request, blob_keys: tuple[str, str], reader: str) -> Any:
-        """A payload decoded by ``READERS[reader]``, cached by its blob keys."""
+    def _decoded(self, request: wrappers.Request, datum: provider.BlobSequenceDatum, reader: str) -> Any:
+        """The payload of ``datum`` decoded by ``READERS[reader]``, cached by its blob keys
+        and wall time (a record that replaces another at the same step has a later one)."""
         ctx = plugin_util.context(request.environ)
+        blob_keys = self._keys(datum)
 
         def read() -> Any:
             try:
                 blobs = [self._provider.read_blob(ctx, blob_key=key) for key in blob_keys]
-            except (errors.NotFoundError, errors.InvalidArgumentError, ValueError, KeyError, binascii.Error):
-                raise Problem(404, "no data for this key: it is unknown or no longer stored.") from None
+            except BAD_BLOB_KEY:
+                raise errors.NotFoundError("no data for this key: it is unknown or no longer stored.") from None
             try:
                 return READERS[reader](blobs)
-            except UNREADABLE as error:
-                raise Problem(404, f"the logged data cannot be read ({type(error).__name__}: {error}).") from None
+            except logformat.FormatError as error:
+                raise errors.NotFoundError(f"the logged data cannot be read ({error})") from None
 
-        return self._cache.get((blob_keys, reader), read)
+        return self._cache.get((blob_keys, datum.wall_time, reader), read)
 
     @staticmethod
     def _keys(datum: provider.BlobSequenceDatum) -> tuple[str, str]:
         if len(datum.values) != 2:
-            raise Problem(404, f"step {datum.step}: expected a blob sequence of [header, arrays], got {len(datum.values)} blobs.")
+            raise errors.NotFoundError(f"step {datum.step}: expected a blob sequence of [header, arrays], got {len(datum.values)} blobs.")
         return datum.values[0].blob_key, datum.values[1].blob_key
 
     def _run_series(self, request: wrappers.Request, run: str, tag: str) -> list:
         """The data of ``tag`` in toolkit run ``run`` (404 for a run without toolkit data)."""
         series = self._series(request, [run], [logformat.SAMPLES_TAG, tag]).get(run, {})
         if logformat.SAMPLES_TAG not in series:
-            raise Problem(404, f"unknown run {run!r}: it has no tf-explain-kit data.")
+            raise errors.NotFoundError(f"unknown run {run!r}: it has no tf-explain-kit data.")
         return series.get(tag, [])
 
-    def _datum(self, request: wrappers.Request, run: str, method: str, epoch: int) -> provider.BlobSequenceDatum:
-        """One method's summary at ``epoch``; the run's listing is re-read only for unseen epochs."""
-        listing = (plugin_util.experiment_id(request.environ), run, method)
-        if epoch not in self._steps.get(listing, {}):
-            data = self._run_series(request, run, logformat.explanation_tag(method))
-            if not data:
-                raise Problem(404, f"run {run!r} has no explanations by method {method!r}.")
-            self._steps[listing] = {datum.step: datum for datum in data}
-            if epoch not in self._steps[listing]:
-                raise Problem(404, f"run {run!r}, method {method!r}: no explanation at epoch {epoch}; epochs: {sorted(self._steps[listing])}.")
-        return self._steps[listing][epoch]
+    def _datum(self, request: wrappers.Request, run: str, tag: str, step: int) -> provider.BlobSequenceDatum:
+        """The newest record of ``tag`` at ``step`` in ``run`` (listed anew: a resumed
+        training may have replaced it)."""
+        data = _newest(self._run_series(request, run, tag))
+        if not data:
+            raise errors.NotFoundError(f"run {run!r} has no data under {tag!r}.")
+        if step not in data:
+            raise errors.NotFoundError(f"run {run!r}, {tag!r}: nothing at step {step}; steps: {list(data)[:50]}.")
+        return data[step]
 
     # -- routes ----------------------------------------------------------------------------------
     def _failures(self, request: wrappers.Request) -> dict[str, dict[str, list]]:
@@ -298,23 +315,23 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             if logformat.SAMPLES_TAG not in series:
                 continue
             try:
-                runs[run] = self._run_index(request, series, failures.get(run, {}))
-            except Problem as problem:
-                problems.append({"run": run, "message": problem.message})
+                runs[run] = self._run_index(request, run, series, failures.get(run, {}))
+            except errors.NotFoundError as error:
+                problems.append({"run": run, "message": str(error)})
         return _json(request, {"runs": runs, "errors": problems})
 
-    def _run_index(self, request: wrappers.Request, series: dict[str, list], failures: dict[str, list]) -> dict:
-        blob_keys = self._keys(series[logformat.SAMPLES_TAG][0])
-        samples = self._decoded(request, blob_keys, "samples")
+    def _run_index(self, request: wrappers.Request, run: str, series: dict[str, list], failures: dict[str, list]) -> dict:
+        first = next(iter(_newest(series[logformat.SAMPLES_TAG]).values()))
+        samples = self._decoded(request, first, "samples")
         inputs = _first_input(samples)
         first_written, methods = {}, {}
         for tag, data in series.items():
             method = logformat.method_of(tag)
             if method is not None and data:
-                methods[method] = sorted(datum.step for datum in data)
+                methods[method] = list(_newest(data))
                 first_written[method] = min((datum.step, datum.wall_time) for datum in data)
-        for method, errors in failures.items():
-            first_written[method] = min([first_written.get(method, (ALL_STEPS, 0.0))] + [(step, time) for step, time, _ in errors])
+        for method, logged in failures.items():
+            first_written[method] = min([first_written.get(method, (ALL_STEPS, 0.0))] + [(step, time) for step, time, _ in logged])
         order = sorted(first_written, key=first_written.get)  # the callback's order: first written first
         return {
             "kind": samples["kind"],
@@ -323,22 +340,23 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             "tokens": samples["tokens"],
             "ids": samples["ids"],
             "labels": samples["labels"],
-            "inputs": _reference(blob_keys, "samples", "inputs", inputs) if inputs.dtype.kind in "biuf" else None,
+            "inputs": _reference(run, first, logformat.SAMPLES_TAG, "inputs", inputs) if inputs.dtype.kind in "biuf" else None,
             "methods": {method: methods.get(method, []) for method in order},
             "failures": {method: {str(step): text for step, _, text in failures[method]} for method in order if method in failures},
-            "training_epochs": sorted(datum.step for datum in series.get(logformat.TRAINING_TAG, [])),
+            "training_epochs": list(_newest(series.get(logformat.TRAINING_TAG, []))),
         }
 
     @_route
     def _serve_epoch(self, request: wrappers.Request) -> wrappers.Response:
         run, method, epoch = _arg(request, "run"), _arg(request, "method"), _int_arg(request, "epoch")
-        blob_keys = self._keys(self._datum(request, run, method, epoch))
-        explanation = self._decoded(request, blob_keys, "explanation")
+        tag = logformat.explanation_tag(method)
+        datum = self._datum(request, run, tag, epoch)
+        explanation = self._decoded(request, datum, "explanation")
         maps = _attribution_maps(explanation)
-        extras, arrays = {}, {"attributions": _reference(blob_keys, "explanation", "attributions", maps)}
+        extras, arrays = {}, {"attributions": _reference(run, datum, tag, "attributions", maps)}
         for name, value in explanation["extras"].items():
             if name == "segments":
-                arrays["segments"] = _reference(blob_keys, "explanation", "segments", np.asarray(value))
+                arrays["segments"] = _reference(run, datum, tag, "segments", np.asarray(value))
             elif not isinstance(value, np.ndarray) or value.size <= JSON_EXTRA_LIMIT:
                 extras[name] = value
         body = {
@@ -355,34 +373,37 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
 
     @_route
     def _serve_array(self, request: wrappers.Request) -> wrappers.Response:
-        blob_keys, reader, name = _parse_key(_arg(request, "key"))
+        run, tag, step, wall_time, name = _parse_key(_arg(request, "key"))
+        reader = _reader_of(tag)
         getter = ARRAYS[reader].get(name)
         if getter is None:
-            raise Problem(404, f"no array {name!r} in {reader} data.")
+            raise errors.NotFoundError(f"no array {name!r} in {reader} data.")
+        datum = self._datum(request, run, tag, step)
+        if datum.wall_time != wall_time:
+            raise errors.NotFoundError(f"run {run!r}, {tag!r} at step {step} was logged again since this key was made; ask the index and epoch routes for new keys.")
         try:
-            values = getter(self._decoded(request, blob_keys, reader))
+            values = getter(self._decoded(request, datum, reader))
         except KeyError:
-            raise Problem(404, f"no array {name!r} in this {reader} payload.") from None
+            raise errors.NotFoundError(f"no array {name!r} in this {reader} payload.") from None
         if values.dtype.kind not in "biuf":
-            raise Problem(404, f"array {name!r} is not numeric ({values.dtype}).")
+            raise errors.NotFoundError(f"array {name!r} is not numeric ({values.dtype}).")
         body = np.ascontiguousarray(values, dtype="<f4").tobytes()
         return http_util.Respond(request, body, "application/octet-stream")
 
     @_route
     def _serve_training(self, request: wrappers.Request) -> wrappers.Response:
         run = _arg(request, "run")
-        data = sorted(self._run_series(request, run, logformat.TRAINING_TAG), key=lambda d: d.step)
         epochs, logs = [], collections.defaultdict(dict)
-        for datum in data:
+        for datum in _newest(self._run_series(request, run, logformat.TRAINING_TAG)).values():
             try:
-                values = self._decoded(request, self._keys(datum), "training")
-            except Problem:
+                values = self._decoded(request, datum, "training")
+            except errors.NotFoundError:
                 continue  # one unreadable epoch leaves a gap in the curves
             epochs.append(datum.step)
             for name, value in values.items():
                 logs[name][datum.step] = value
         curves = {name: [by_epoch.get(epoch) for epoch in epochs] for name, by_epoch in sorted(logs.items())}
-        return _json(request, {"run": run, "epochs": epochs, "logs": curves})
+        return _json(request, {"run": run, "epochs": epochs, "logs": _jsonable(curves, _spelled)})
 
     @_route
     def _serve_static(self, request: wrappers.Request) -> wrappers.Response:
@@ -393,10 +414,10 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         parts = path.split("/")
         extension = os.path.splitext(path)[1]
         if not path or any(part in ("", ".", "..") or "\\" in part or "\x00" in part for part in parts) or extension not in STATIC_TYPES:
-            raise Problem(404, f"no static file {path!r}.")
+            raise errors.NotFoundError(f"no static file {path!r}.")
         full = os.path.realpath(os.path.join(STATIC_DIR, *parts))
         if os.path.commonpath([full, STATIC_DIR]) != STATIC_DIR or not os.path.isfile(full):
-            raise Problem(404, f"no static file {path!r}.")
+            raise errors.NotFoundError(f"no static file {path!r}.")
         with open(full, "rb") as handle:
             return http_util.Respond(request, handle.read(), STATIC_TYPES[extension])
 

@@ -90,7 +90,8 @@ def test_training_curves(get):
         ("/training", 400),
         ("/array", 400),
         ("/array?key=!!!", 400),
-        ("/array?key=WyJhIiwiYiIsImV4cGxhbmF0aW9uIiwiYXR0cmlidXRpb25zIl0", 404),  # well formed, unknown blobs
+        ("/array?key=WyJub3BlIiwgInRmX2V4cGxhaW5fa2l0L3NhbXBsZXMiLCAwLCAxLjAsICJpbnB1dHMiXQ", 404),  # well formed, unknown run
+        ("/array?key=WyJhIiwiYiIsImV4cGxhbmF0aW9uIiwiYXR0cmlidXRpb25zIl0", 400),  # not a key of this plugin
         ("/static/../plugin.py", 404),
         ("/static/%2e%2e/plugin.py", 404),
         ("/static/..%2fplugin.py", 404),

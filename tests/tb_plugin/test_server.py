@@ -7,7 +7,7 @@ import json
 import pytest
 
 from . import logs
-from .conftest import LOADERS, NO_TENSORFLOW, PREFIX, wait_for_epochs
+from .conftest import LOADERS, PREFIX, SERVER_PATH, wait_for_epochs
 from .server import tensorboard
 
 
@@ -35,7 +35,7 @@ def test_tensorboard_process_never_imports_tensorflow(servers, loader):
 
 
 def test_explicit_samples_per_plugin_wins(logdir):
-    with tensorboard(str(logdir), "false", "--samples_per_plugin", "tf_explain_kit=4", env={"PYTHONPATH": NO_TENSORFLOW, "TEK_TF_IMPORTS": "/dev/null"}) as server:
+    with tensorboard(str(logdir), "false", "--samples_per_plugin", "tf_explain_kit=4", env={"PYTHONPATH": SERVER_PATH, "TEK_TF_IMPORTS": "/dev/null"}) as server:
         wait_for_epochs(server, "digits/explanations", "saliency", 4)
         index = json.loads(server.get(f"{PREFIX}/index")[1])
         assert len(index["runs"]["digits/explanations"]["methods"]["saliency"]) == 4
