@@ -157,3 +157,92 @@ def test_plots_return_figures(trained_runs, tmp_path):
     assert len(figures[0].axes) == 6 * 5  # 6 samples × (input + 4 methods)
     with pytest.raises(ValueError, match="metrics: \\['nope'\\]"):
         plots.training_curves(run, ["nope"])
+
+
+# -- damaged and crafted event files ----------------------------------------------------------
+def _small_run(log_dir, epochs=6):
+    """A run of ``epochs`` epochs without training: saliency attributions equal to the epoch."""
+    writer = SummaryWriter(log_dir)
+    x = np.zeros((2, 4), np.float32)
+    writer.blobs(logformat.SAMPLES_TAG, 0, logformat.samples_payload(x, np.arange(2), np.arange(2), "tabular"), "samples")
+    for epoch in range(epochs):
+        writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload({"loss": 1.0 / (epoch + 1)}), "training")
+        ex = tek.Explanation("saliency", np.full((2, 4), float(epoch + 1), np.float32), np.array([0, 1]), np.eye(2, dtype=np.float32), {})
+        writer.blobs(logformat.explanation_tag("saliency"), epoch, logformat.explanation_payload(ex, epoch, "float32"), "explanation")
+    writer.close()
+    (path,) = (log_dir / logformat.RUN).iterdir()
+    return path
+
+
+def _record_offsets(path):
+    """``{(tag, step): byte offset of its record}`` in an event file."""
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+
+    data, offset, found = path.read_bytes(), 0, {}
+    while offset < len(data):
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
+        event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+        for value in event.summary.value:
+            found[(value.tag, event.step)] = offset
+        offset += 16 + length
+    return found
+
+
+def _flip(path, offset, bit=0):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def _check(run, epochs):
+    assert run.epochs == epochs and list(run.scalars().index) == list(range(6))
+    for epoch in epochs:
+        np.testing.assert_array_equal(run.explanation("saliency", epoch).attributions, epoch + 1)
+
+
+def test_a_garbage_event_file_beside_a_good_one_is_skipped_with_a_warning(tmp_path):
+    path = _small_run(tmp_path)
+    garbage = path.parent / "events.out.tfevents.0.garbage"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.warns(RuntimeWarning, match="garbage: skipped 1 damaged"):
+        _check(tek.load_run(tmp_path), list(range(6)))
+
+
+@pytest.mark.parametrize("where", ["length", "length_crc", "data", "data_crc"])
+def test_a_damaged_record_costs_that_record_only(tmp_path, where):
+    path = _small_run(tmp_path)
+    offsets = _record_offsets(path)
+    start = offsets[(logformat.explanation_tag("saliency"), 3)]
+    flips = {"length": start + 1, "length_crc": start + 9, "data": start + 40, "data_crc": offsets[(logformat.TRAINING_TAG, 4)] - 2}
+    _flip(path, flips[where])
+    with pytest.warns(RuntimeWarning, match="skipped 1 damaged"):
+        run = tek.load_run(tmp_path)
+    assert run.epochs == [0, 1, 2, 4, 5]  # epochs 4 and 5 follow the damaged record and are kept
+    for epoch in run.epochs:
+        np.testing.assert_array_equal(run.explanation("saliency", epoch).attributions, epoch + 1)
+
+
+def test_declared_lengths_are_not_trusted(tmp_path):
+    import struct
+
+    from tf_explain_kit.logwriter import masked_crc
+
+    path = _small_run(tmp_path)
+    start = _record_offsets(path)[(logformat.explanation_tag("saliency"), 3)]
+    data = bytearray(path.read_bytes())
+    length = struct.pack("<Q", 1 << 40)  # 1 TiB, with a valid CRC
+    data[start : start + 12] = length + masked_crc(length)
+    path.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match="a length of 1099511627776 bytes"):
+        run = tek.load_run(tmp_path)
+    assert run.epochs == [0, 1, 2, 4, 5]
+
+
+def test_a_truncated_file_keeps_its_complete_records_silently(tmp_path, recwarn):
+    path = _small_run(tmp_path)
+    offsets = _record_offsets(path)
+    path.write_bytes(path.read_bytes()[: offsets[(logformat.explanation_tag("saliency"), 5)] + 30])  # mid-record
+    run = tek.load_run(tmp_path)
+    assert run.epochs == [0, 1, 2, 3, 4] and not [w for w in recwarn if "damaged" in str(w.message)]

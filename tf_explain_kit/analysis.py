@@ -8,52 +8,101 @@ file offset and read as byte ranges when asked for, so memory does not grow with
 number of epochs.
 ``Run.refresh()`` reads what a run still training has written since (a record still
 being written is picked up by the next refresh).
+
+Records are checked as TensorBoard checks them: the masked CRC32C of each length and of
+each record, lengths no larger than the file. A damaged record is skipped, a damaged
+length makes the reader look for the next intact record, and either is reported with one
+warning per file; a garbage file next to good ones costs nothing else. A step logged
+more than once (a resumed training) keeps its newest record, as the plugin does.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import warnings
 from typing import Any, Iterator, NamedTuple
 
+from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2
 from tensorboard.util import tensor_util
 
 from . import logformat, storage
 from .explanation import Explanation
+from .logwriter import masked_crc
 
 _HEADER = 12  # TFRecord framing: uint64 length, uint32 length CRC, data, uint32 data CRC
 _FOOTER = 4
+MAX_RECORD = 1 << 31  # protobuf messages are smaller than 2 GiB: a longer length is damage
 
 
 class _Location(NamedTuple):
-    """Where one summary's record is: event file, byte offset and length of the event."""
+    """Where one summary's record is: event file, byte offset and length of the event, and
+    the event's wall time (the newest record of a step wins)."""
 
     file: str
     offset: int
     length: int
     tag: str
+    wall_time: float = 0.0
+
+
+def _intact_header(header: bytes) -> bool:
+    return len(header) == _HEADER and masked_crc(header[:8]) == header[8:]
 
 
 class _EventFile:
-    """Incremental reader of one event file: yields each complete record once."""
+    """Incremental reader of one event file: yields each complete, intact record once."""
 
     def __init__(self, path: str):
         self.path, self.offset = path, 0
+        self.problems: list[str] = []  # damage found since the last report
 
     def new_records(self) -> Iterator[tuple[int, bytes]]:
         with storage.open_read(self.path) as file:
-            file.seek(self.offset)
+            file.seek(0, os.SEEK_END)
+            size = file.tell()
             while True:
+                file.seek(self.offset)
                 header = file.read(_HEADER)
                 if len(header) < _HEADER:
                     return
+                if not _intact_header(header):
+                    self.problems.append(f"damaged length at byte {self.offset}")
+                    if not self._resync(file, size):
+                        return
+                    continue
                 (length,) = struct.unpack("<Q", header[:8])
-                data = file.read(length)
-                if len(data) < length or len(file.read(_FOOTER)) < _FOOTER:
+                if length > MAX_RECORD:
+                    self.problems.append(f"a length of {length} bytes at byte {self.offset}")
+                    if not self._resync(file, size):
+                        return
+                    continue
+                if self.offset + _HEADER + length + _FOOTER > size:
                     return  # the writer is mid-record: read it on the next refresh
-                yield self.offset + _HEADER, data
-                self.offset += _HEADER + length + _FOOTER
+                data, footer = file.read(length), file.read(_FOOTER)
+                start, self.offset = self.offset + _HEADER, self.offset + _HEADER + length + _FOOTER
+                if masked_crc(data) != footer:
+                    self.problems.append(f"damaged record at byte {start - _HEADER}")
+                    continue
+                yield start, data
+
+    def _resync(self, file: Any, size: int) -> bool:
+        """Move to the next byte where an intact header starts. False when there is none
+        on disk (yet: the offset stays, so a record still being written is read later)."""
+        file.seek(self.offset + 1)
+        rest = file.read(size - self.offset - 1)
+        for skip in range(len(rest) - _HEADER + 1):
+            if _intact_header(rest[skip : skip + _HEADER]):
+                self.offset += 1 + skip
+                return True
+        return False
+
+    def report(self) -> None:
+        """One warning for the damage found since the last report."""
+        if self.problems:
+            warnings.warn(f"{self.path}: skipped {len(self.problems)} damaged or unreadable records ({'; '.join(self.problems[:3])}).", RuntimeWarning, stacklevel=4)
+            self.problems = []
 
 
 class Run:
@@ -69,8 +118,8 @@ class Run:
         self._explanations: dict[tuple[str, int], _Location] = {}
         self._samples_at: _Location | None = None
         self._samples: dict[str, Any] | None = None
-        self._training: dict[int, dict[str, float]] = {}
-        self._health: dict[int, dict[str, float]] = {}
+        self._training: dict[int, tuple[_Location, dict[str, float]]] = {}
+        self._health: dict[int, dict[str, tuple[_Location, float]]] = {}
         self.refresh()
 
     def refresh(self) -> "Run":
@@ -78,9 +127,15 @@ class Run:
         for path in storage.glob(storage.join(self.path, "events.out.tfevents.*")):
             reader = self._files.setdefault(path, _EventFile(path))
             for offset, data in reader.new_records():
-                event = event_pb2.Event.FromString(data)
-                for value in event.summary.value:
-                    self._index(value, event.step, _Location(path, offset, len(data), value.tag))
+                try:
+                    event = event_pb2.Event.FromString(data)
+                    for value in event.summary.value:
+                        self._index(value, event.step, _Location(path, offset, len(data), value.tag, event.wall_time))
+                except logformat.NewerFormatError:
+                    raise
+                except (DecodeError, logformat.FormatError, ValueError, TypeError) as error:
+                    reader.problems.append(f"record at byte {offset - _HEADER}: {type(error).__name__}: {str(error)[:200]}")
+            reader.report()
         return self
 
     def _index(self, value: Any, step: int, where: _Location) -> None:
@@ -89,13 +144,19 @@ class Run:
             logformat.parse_metadata(value.metadata.plugin_data.content)  # FormatError for newer logs
             method = logformat.method_of(value.tag)
             if method is not None:
-                self._explanations[(method, step)] = where
+                if _newer(where, self._explanations.get((method, step))):
+                    self._explanations[(method, step)] = where
             elif value.tag == logformat.SAMPLES_TAG:
-                self._samples_at, self._samples = where, None
+                if _newer(where, self._samples_at):
+                    self._samples_at, self._samples = where, None
             elif value.tag == logformat.TRAINING_TAG:
-                self._training[step] = logformat.read_training(_blobs(value))
+                if _newer(where, self._training.get(step, (None,))[0]):
+                    self._training[step] = (where, logformat.read_training(_blobs(value)))
         elif plugin == "scalars" and value.tag.startswith("health/"):
-            self._health.setdefault(step, {})[value.tag[len("health/") :]] = float(tensor_util.make_ndarray(value.tensor))
+            metrics = self._health.setdefault(step, {})
+            name = value.tag[len("health/") :]
+            if _newer(where, metrics.get(name, (None,))[0]):
+                metrics[name] = (where, float(tensor_util.make_ndarray(value.tensor)))
 
     @property
     def epochs(self) -> list[int]:
@@ -145,7 +206,7 @@ class Run:
         import pandas as pd
 
         epochs = sorted(set(self._training) | set(self._health))
-        rows = [{**self._training.get(e, {}), **self._health.get(e, {})} for e in epochs]
+        rows = [{**self._training.get(e, (None, {}))[1], **{name: value for name, (_, value) in self._health.get(e, {}).items()}} for e in epochs]
         return pd.DataFrame(rows, index=pd.Index(epochs, name="epoch"))
 
     def __repr__(self) -> str:
@@ -156,11 +217,21 @@ def _blobs(value: Any) -> list[bytes]:
     return list(tensor_util.make_ndarray(value.tensor).reshape(-1))
 
 
+def _newer(where: _Location, than: _Location | None) -> bool:
+    """Whether the record at ``where`` replaces ``than`` (same step): written later, or as
+    late and further on in the run's files."""
+    return than is None or (where.wall_time, where.file, where.offset) >= (than.wall_time, than.file, than.offset)
+
+
 def _read(where: _Location) -> list[bytes]:
-    """The blobs of one indexed summary, read from its event file."""
+    """The blobs of one indexed summary, read from its event file (checked again: the
+    file may have changed since it was indexed)."""
     with storage.open_read(where.file) as file:
         file.seek(where.offset)
-        event = event_pb2.Event.FromString(file.read(where.length))
+        data, footer = file.read(where.length), file.read(_FOOTER)
+    if masked_crc(data) != footer:
+        raise logformat.FormatError(f"{where.file}: the record at byte {where.offset - _HEADER} changed since it was read; call refresh().")
+    event = event_pb2.Event.FromString(data)
     return next(_blobs(value) for value in event.summary.value if value.tag == where.tag)
 
 

@@ -72,6 +72,10 @@ class FormatError(ValueError):
     """Logs that this version of tf-explain-kit cannot read."""
 
 
+class NewerFormatError(FormatError):
+    """Logs written by a newer version of the log format."""
+
+
 def explanation_tag(method: str) -> str:
     return EXPLANATION_PREFIX + method
 
@@ -115,7 +119,7 @@ def parse_metadata(content: bytes) -> dict:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise FormatError(f"not tf-explain-kit plugin metadata: {content[:80]!r}") from error
     if version > VERSION:
-        raise FormatError(f"these logs use tf-explain-kit log format {version}; this version reads up to {VERSION}. Upgrade tf-explain-kit.")
+        raise NewerFormatError(f"these logs use tf-explain-kit log format {version}; this version reads up to {VERSION}. Upgrade tf-explain-kit.")
     return parsed
 
 
@@ -143,8 +147,10 @@ def decode(blobs: list[bytes]) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(header, dict) or _depth(header) > MAX_HEADER_DEPTH:
         raise FormatError(f"the header is not a JSON object nested at most {MAX_HEADER_DEPTH} deep.")
     version = header.get("version", 0)
-    if not isinstance(version, int) or version > VERSION:
-        raise FormatError(f"these logs use tf-explain-kit log format {version!r}; this version reads up to {VERSION}. Upgrade tf-explain-kit.")
+    if not isinstance(version, int):
+        raise FormatError(f"version: expected an integer, got {version!r:.40}.")
+    if version > VERSION:
+        raise NewerFormatError(f"these logs use tf-explain-kit log format {version}; this version reads up to {VERSION}. Upgrade tf-explain-kit.")
     try:
         return header, _arrays(blobs[1])
     except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:

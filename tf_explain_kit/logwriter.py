@@ -30,7 +30,8 @@ from . import logformat, storage
 _FILES = itertools.count()
 
 
-def _masked_crc(data: bytes) -> bytes:
+def masked_crc(data: bytes) -> bytes:
+    """TFRecord's masked CRC32C of ``data``, 4 little-endian bytes."""
     crc = google_crc32c.value(data)
     return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
 
@@ -77,7 +78,7 @@ class EventFile:
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
         with self._lock:
-            self._file.write(header + _masked_crc(header) + data + _masked_crc(data))
+            self._file.write(header + masked_crc(header) + data + masked_crc(data))
 
     def flush(self) -> None:
         with self._lock:
