@@ -76,7 +76,7 @@ def test_callback_to_ram_and_load_run_reads_only_the_record(monkeypatch, digits_
         logged = run.explanation(explainer.method, 1)
         _within_float16(logged.attributions, np.asarray(explainer.explain(x).attributions))
     locations = [run._explanations[(explainer.method, 1)] for explainer, _ in callback.jobs]
-    assert counting.bytes == sum(where.length for where in locations)  # ranges, not whole files
+    assert counting.bytes == sum(where.length + 4 for where in locations)  # ranges (each record and its CRC), not whole files
 
 
 def test_explain_dataset_and_cli_write_to_ram(tmp_path, digits_data):
