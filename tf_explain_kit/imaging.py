@@ -23,7 +23,7 @@ def resize_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``(N, h, w)`` maps to ``(N, height, width)`` with bilinear interpolation."""
     rows = interpolation_matrix(height, maps.shape[1])
     cols = interpolation_matrix(width, maps.shape[2])
-    return np.einsum("Hh,nhw,Ww->nHW", rows, maps, cols).astype(np.float32)
+    return (rows @ maps @ cols.T).astype(np.float32)
 
 
 def resize_linear(maps: np.ndarray, length: int) -> np.ndarray:

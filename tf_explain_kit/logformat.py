@@ -289,7 +289,7 @@ def _downsampled(values: np.ndarray, resolution: list[int]) -> np.ndarray | None
     if len(resolution) not in (1, 2) or any(r > s for r, s in zip(resolution, values.shape[1:])):
         return None
     inverses = [np.linalg.pinv(interpolation_matrix(s, r)) for s, r in zip(values.shape[1:], resolution)]
-    native = (np.einsum("tT,nT->nt", *inverses, values) if len(resolution) == 1 else np.einsum("hH,nHW,wW->nhw", inverses[0], values, inverses[1])).astype(np.float32)
+    native = (values @ inverses[0].T if len(resolution) == 1 else inverses[0] @ values @ inverses[1].T).astype(np.float32)
     largest = np.abs(values.reshape(len(values), -1)).max(axis=1) if values.size else np.zeros(0)
     error = np.abs(_upsampled(native, list(values.shape[1:])) - values).reshape(len(values), -1).max(axis=1, initial=0)
     native_largest = np.abs(native.reshape(len(native), -1)).max(axis=1, initial=0)

@@ -76,15 +76,15 @@ def grey(images: np.ndarray) -> np.ndarray:
     return np.repeat(x[..., None], 3, axis=-1)
 
 
-def overlay(images: np.ndarray, attributions: np.ndarray, scale: float | None = None, opacity: float = OPACITY, outlines: np.ndarray | None = None) -> np.ndarray:
+def overlay(images: np.ndarray, attributions: np.ndarray, scale: float | None = None, opacity: float = OPACITY, outlines: np.ndarray | None = None, signed: bool | None = None) -> np.ndarray:
     """Heatmaps over greyed images: ``(N, H, W, 3)`` uint8 at the images' size.
 
     Each pixel blends towards the colour map by ``opacity × strength``, so weak
     attributions leave the image readable. ``outlines`` (``(N, H, W)`` bool) are drawn in
-    yellow, for example LIME's top superpixels.
+    yellow, for example LIME's top superpixels. ``scale`` and ``signed`` default to the maps' own.
     """
     maps = attribution_maps(attributions)
-    signed = is_signed(maps)
+    signed = is_signed(maps) if signed is None else signed
     colours, strength = colorize(maps, scale if scale is not None else shared_scale(maps), signed)
     alpha = (opacity * strength)[..., None]
     background = grey(images)
@@ -100,16 +100,18 @@ def enlarge(rgb: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
     return rgb.repeat(factor, axis=1).repeat(factor, axis=2) if factor > 1 else rgb
 
 
-def shrink(rgb: np.ndarray, max_side: int | None = PICTURE_SIDE) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 pictures averaged over ``f × f`` blocks, the smallest integer
-    ``f`` that brings both sides to at most ``max_side`` (None: unchanged)."""
-    factor = 1 if max_side is None else -(-max(rgb.shape[1:3]) // max_side)
+def shrink(arrays: np.ndarray, max_side: int | None = PICTURE_SIDE) -> np.ndarray:
+    """``(N, H, W, ...)`` arrays averaged over ``f × f`` blocks (float32; edges repeated to
+    fill the last blocks), ``f`` the smallest integer that brings both sides to at most
+    ``max_side``; unchanged when they already are (or ``max_side`` is None)."""
+    factor = 1 if max_side is None else -(-max(arrays.shape[1:3]) // max_side)
     if factor <= 1:
-        return rgb
-    n, height, width, channels = rgb.shape
-    padded = np.pad(rgb, ((0, 0), (0, -height % factor), (0, -width % factor), (0, 0)), mode="edge")
-    blocks = padded.reshape(n, padded.shape[1] // factor, factor, padded.shape[2] // factor, factor, channels)
-    return (blocks.mean(axis=(2, 4), dtype=np.float32) + 0.5).astype(np.uint8)
+        return arrays
+    height, width = arrays.shape[1:3]
+    padding = ((0, 0), (0, -height % factor), (0, -width % factor)) + ((0, 0),) * (arrays.ndim - 3)
+    padded = np.pad(arrays, padding, mode="edge").astype(np.float32, copy=False)
+    total = sum(padded[:, i::factor, j::factor] for i in range(factor) for j in range(factor))
+    return total / np.float32(factor * factor)
 
 
 def pngs(rgb: np.ndarray) -> list[bytes]:
@@ -170,14 +172,18 @@ def lime_outlines(segments: np.ndarray, attributions: np.ndarray, top: int = 3) 
 
 
 def image_pngs(images: np.ndarray, explanation: Any, opacity: float = OPACITY, max_side: int | None = PICTURE_SIDE) -> list[bytes]:
-    """One PNG per sample: the heatmap over the image, one colour scale for all samples,
-    averaged down to at most ``max_side`` pixels a side (see :func:`shrink`)."""
-    attributions = explanation.attributions
+    """One PNG per sample: the heatmap over the image, one colour scale for all samples.
+
+    Pictures are drawn at most ``max_side`` pixels a side: image, map and outlines are
+    averaged over blocks first (:func:`shrink`), the colour scale and signedness taken from
+    the full-resolution maps, as the plugin's.
+    """
+    maps = attribution_maps(explanation.attributions)
     outlines = None
     if "segments" in explanation.extras:
-        segments = np.asarray(explanation.extras["segments"])
-        outlines = lime_outlines(segments, attribution_maps(attributions))
-    return pngs(shrink(overlay(images, attributions, opacity=opacity, outlines=outlines), max_side))
+        outlines = shrink(lime_outlines(np.asarray(explanation.extras["segments"]), maps), max_side) > 0
+    picture = overlay(shrink(images, max_side), shrink(maps, max_side), shared_scale(maps), opacity, outlines, is_signed(maps))
+    return pngs(picture)
 
 
 # characters that start markdown (links, images, emphasis, code), HTML or a new table cell
