@@ -247,7 +247,7 @@ def test_lime_tabular_categorical_deterministic_and_errors(cancer):
         LimeTabular(small, table, feature_names=["a"])
     with pytest.raises(ValueError, match=r"categorical_features: expected column indices from 0 to 3"):
         LimeTabular(small, table, categorical_features=[7])
-    with pytest.raises(ValueError, match=r"training_data: expected a numeric \(M, F\) array"):
+    with pytest.raises(ValueError, match=r"training_data: expected a numeric \(M, F\) table or \(M, T, F\) series"):
         LimeTabular(small, table[0])
 
 

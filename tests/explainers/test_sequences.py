@@ -303,3 +303,90 @@ def test_kernel_shap_on_a_multi_input_model_equals_exact_shapley_over_named_grou
     np.testing.assert_allclose(default.extras["shap_values"].sum(axis=1), _score(model, x, 0) - default.extras["base_values"], atol=1e-5)
     with pytest.raises(ValueError, match=r"groups: group 'x' names input 'pixels'; the model's inputs are \['ids', 'series', 'table'\]"):
         tek.KernelShap(model, background, groups={"x": "pixels"})
+
+
+# -- LIME: series, groups, multi-input models ---------------------------------------------------
+def test_lime_tabular_on_series_cells_equals_lime_on_the_flattened_table():
+    from lime import lime_tabular
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 2)), keras.layers.Flatten(), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(2)])
+    train = np.random.default_rng(0).normal(size=(60, 4, 2)).astype(np.float32)
+    x = train[:2]
+    ours = tek.LimeTabular(model, train, num_samples=300, seed=3).explain(x, targets=1)
+    assert ours.attributions.shape == (2, 4, 2) and ours.extras["feature_names"][:3] == ["0@0", "1@0", "0@1"]
+    predict = lambda rows: np.asarray(model(rows.reshape(-1, 4, 2).astype(np.float32)))[:, 1]  # noqa: E731  (logits: no softmax)
+    for i in range(2):
+        reference = lime_tabular.LimeTabularExplainer(train.reshape(60, -1).astype(np.float64), mode="regression", feature_selection="none", random_state=3)
+        exp = reference.explain_instance(x[i].reshape(-1).astype(np.float64), predict, num_features=8, num_samples=300)
+        expected = np.zeros(8)
+        for feature, weight in exp.local_exp[1]:
+            expected[feature] = weight
+        np.testing.assert_allclose(ours.attributions[i].reshape(-1), expected, atol=1e-5)
+
+
+def test_lime_tabular_groups_recover_a_linear_models_group_contributions():
+    from tf_explain_kit.explainers.groups import window_groups
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((T, F)), keras.layers.Flatten(), keras.layers.Dense(2, name="linear")])
+    train, _ = planted_series(200, seed=12)
+    x = planted_series(3, seed=13)[0]
+    labels = window_groups(T, F, 8)  # 12 groups
+    ex = tek.LimeTabular(model, train, groups=labels, num_samples=3000).explain(x, targets=0)
+    kernel = model.get_layer("linear").get_weights()[0][:, 0].reshape(T, F)
+    contribution = (x - train.mean(axis=0)) * kernel  # f is linear: a group's effect is its cells' w·(x − mean)
+    expected = np.stack([[contribution[i][labels == g].sum() for g in range(12)] for i in range(3)])
+    assert ex.attributions.shape == (3, T, F) and ex.extras["group_weights"].shape == (3, 12)
+    np.testing.assert_allclose(ex.extras["group_weights"], expected, atol=0.03 * np.abs(expected).max())
+    np.testing.assert_array_equal(ex.attributions, ex.extras["group_weights"][:, labels])
+
+
+def test_lime_tabular_finds_the_planted_window(series_model):
+    from tf_explain_kit.explainers.groups import window_groups
+
+    train, _ = planted_series(100, seed=14)
+    x, y = planted_series(24, seed=15)
+    labels = window_groups(T, F, 6)
+    ex = tek.LimeTabular(series_model, train, groups=labels, num_samples=500).explain(x[y == 1], targets=1)
+    assert (ex.extras["group_weights"].argmax(axis=1) == labels[12, 1]).mean() >= 0.9
+
+
+def test_lime_tabular_on_a_multi_input_model_over_named_groups():
+    """An additive 3-input model: each group's LIME weight is its effect f(x) − f(x, group at the fill)."""
+    keras.utils.set_random_seed(4)
+    series, table, ids = keras.Input((8, 2), name="series"), keras.Input((4,), name="table"), keras.Input((5,), dtype="int32", name="ids")
+    parts = [keras.layers.Dense(2)(keras.layers.Flatten()(series)), keras.layers.Dense(2)(table), keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(10, 2)(ids)))]
+    model = keras.Model({"series": series, "table": table, "ids": ids}, keras.layers.Add()(parts))
+    train, x = _three_inputs(50, 2), _three_inputs(2, 3)
+    groups = {"series": "series", "table": "table", "ids": "ids"}
+    ex = tek.LimeTabular(model, train, groups=groups, num_samples=2000).explain(x, targets=0)
+    assert ex.extras["group_names"] == ["series", "table", "ids"] and ex.extras["group_weights"].shape == (2, 3)
+    assert {k: v.shape for k, v in ex.attributions.items()} == {"series": (2, 8, 2), "table": (2, 4), "ids": (2, 5)}
+    np.testing.assert_array_equal(ex.attributions["table"], np.repeat(ex.extras["group_weights"][:, 1:2], 4, axis=1))
+    fills = {"series": train["series"].mean(axis=0), "table": train["table"].mean(axis=0), "ids": np.array([np.bincount(c).argmax() for c in train["ids"].T])}
+    effects = []
+    for name in groups:
+        hidden = dict(x, **{name: np.broadcast_to(fills[name].astype(x[name].dtype), x[name].shape)})
+        effects.append(_score(model, x, 0) - _score(model, hidden, 0))
+    expected = np.stack(effects, axis=1)
+    np.testing.assert_allclose(ex.extras["group_weights"], expected, atol=0.03 * np.abs(expected).max())
+    default = tek.LimeTabular(model, train, num_samples=400).explain(x, targets=0)  # each input one group
+    assert default.extras["group_names"] == ["ids", "series", "table"]
+
+
+def test_lime_image_explains_the_image_of_a_multi_input_model_with_the_side_input_held():
+    from tests import model_kinds
+
+    keras.utils.set_random_seed(0)
+    model = model_kinds.multi_input()
+    images = np.random.default_rng(0).uniform(0, 1, (2,) + model_kinds.SHAPE).astype(np.float32)
+    side = np.random.default_rng(1).normal(size=(2, 2)).astype(np.float32)
+    segmentation = lambda image: (np.arange(12)[:, None] // 4) * 3 + np.arange(12)[None, :] // 4  # noqa: E731  9 squares
+    both = tek.LimeImage(model, num_samples=300, segmentation=segmentation, hide_color=0.0).explain([images, side], targets=1)
+    alone = keras.Model(model.inputs[0], model.get_layer("head")(model.get_layer("gap")(model.get_layer("c2")(model.get_layer("c1")(model.inputs[0])))))
+    image_only = tek.LimeImage(alone, num_samples=300, segmentation=segmentation, hide_color=0.0).explain(images, targets=1)
+    assert both.attributions.shape == (2, 12, 12)
+    # the side input adds a constant to the logit: LIME's weights are those of the image path alone
+    np.testing.assert_allclose(both.attributions, image_only.attributions, atol=1e-5)
+    np.testing.assert_allclose(both.extras["intercept"] - image_only.extras["intercept"], np.asarray(model.get_layer("side_head")(side))[:, 1], atol=1e-4)

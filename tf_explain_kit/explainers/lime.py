@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -27,9 +27,10 @@ from sklearn.metrics import pairwise_distances
 
 from ..checks import count
 from ..explanation import Explanation
-from ..model import Inputs
+from ..model import Inputs, flat_inputs, image_position, map_inputs, num_samples
 from ..rng import preserved_global_state
 from .base import Explainer
+from .groups import input_groups, spread
 
 Segmentation = Callable[[np.ndarray], np.ndarray]
 
@@ -59,6 +60,37 @@ def _fit(base: lime_base.LimeBase, data: np.ndarray, labels: np.ndarray, distanc
     for feature, weight in exp:
         coef[feature] = weight
     return coef, float(intercept), float(r2), float(np.ravel(local_pred)[0])
+
+
+def _fit_masks(data: list[np.ndarray], labels: np.ndarray, kernel_width: float, seed: int) -> tuple[list[np.ndarray], dict]:
+    """lime's ridge fit of each sample's scores (``labels``, ``num_samples`` rows per sample)
+    on its 0/1 ``data`` (shown players), weighted by lime's kernel on the cosine distance."""
+    p, kernel = len(data[0]), partial(lime_kernel, kernel_width=kernel_width)
+    coefs, facts = [], {key: np.empty(len(data)) for key in ("intercept", "r2", "local_prediction")}
+    for i, d in enumerate(data):
+        distances = pairwise_distances(d, d[0].reshape(1, -1), metric="cosine").ravel()
+        base = lime_base.LimeBase(kernel, random_state=np.random.RandomState(seed))
+        coef, facts["intercept"][i], facts["r2"][i], facts["local_prediction"][i] = _fit(base, d, labels[i * p : (i + 1) * p], distances)
+        coefs.append(coef)
+    return coefs, facts
+
+
+def _masks(seed: int, num_samples: int, players: int) -> np.ndarray:
+    """``(num_samples, players)`` 0/1 masks, the same draws as lime_image's ``data_labels``."""
+    random_state = np.random.RandomState(seed)
+    random_state.randint(0, high=1000)  # lime first draws its segmentation seed
+    masks = random_state.randint(0, 2, num_samples * players).reshape(num_samples, players)
+    masks[0, :] = 1
+    return masks
+
+
+def _stacked(data: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample's masks as one boolean matrix (zero-padded players) and their owners."""
+    p = len(data[0])
+    masks = np.zeros((len(data) * p, max(d.shape[1] for d in data)), bool)
+    for i, d in enumerate(data):
+        masks[i * p : (i + 1) * p, : d.shape[1]] = d
+    return masks, np.repeat(np.arange(len(data)), p)
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -114,6 +146,9 @@ class LimeImage(Explainer):
             such as ``0.0`` to explain such objects.
         kernel_width: width of lime's kernel on the cosine distance (lime's 0.25).
 
+    In a model with several inputs the (first) image input is explained and the other
+    inputs are held as given.
+
     Attributions are ``(N, H, W)``: each pixel carries its superpixel's weight. ``extras``
     hold ``segments`` (N, H, W), ``intercept``, ``r2`` (lime's ``score``, the fit's R²)
     and ``local_prediction``. Segmentations are cached per image content, so explaining
@@ -162,14 +197,6 @@ class LimeImage(Explainer):
             self._segments.popitem(last=False)
         return labels
 
-    def _masks(self, num_segments: int) -> np.ndarray:
-        """``(num_samples, K)`` 0/1 masks, the same draws as lime's ``data_labels``."""
-        random_state = np.random.RandomState(self.seed)
-        random_state.randint(0, high=1000)  # lime first draws its segmentation seed
-        masks = random_state.randint(0, 2, self.num_samples * num_segments).reshape(self.num_samples, num_segments)
-        masks[0, :] = 1
-        return masks
-
     def _hidden(self, images: np.ndarray, segments: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """What hidden pixels show: ``hide_color`` or each superpixel's mean colour."""
         if self.hide_color is not None:
@@ -183,30 +210,26 @@ class LimeImage(Explainer):
         return means[flat].reshape(images.shape).astype(images.dtype)
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[np.ndarray, dict]:
-        if not isinstance(x, np.ndarray) or x.ndim not in (3, 4) or x.dtype.kind != "f":
-            raise ValueError(f"inputs: LimeImage needs one float image input (N, H, W) or (N, H, W, C), got {getattr(x, 'shape', type(x).__name__)}.")
-        images = x if x.ndim == 4 else x[..., None]
-        n, height, width = images.shape[:3]
+        arrays = flat_inputs(x)
+        position = image_position(x)
+        if arrays[position].dtype.kind != "f":
+            raise ValueError(f"inputs: LimeImage needs a float image input (N, H, W) or (N, H, W, C), got {arrays[position].dtype} {arrays[position].shape}.")
+        image_input = arrays[position]
+        images = image_input if image_input.ndim == 4 else image_input[..., None]
+        n = len(images)
         segments = np.stack([self.segments(image) for image in images])
         sizes = segments.reshape(n, -1).max(axis=1) + 1
-        hidden = self._hidden(images, segments, sizes)
-        data = [self._masks(int(k)) for k in sizes]  # lime's 0/1 integer matrices
-        p = self.num_samples
-        masks = np.zeros((n * p, sizes.max()), bool)
-        for i, d in enumerate(data):
-            masks[i * p : (i + 1) * p, : d.shape[1]] = d
-        owners = np.repeat(np.arange(n), p)
-        scores = self.adapter.masked_scores(x, segments, masks, owners, hidden.reshape((n, 1) + x.shape[1:]))
-        labels = _explained(scores, weights[owners])
-
-        attributions = np.empty((n, height, width), np.float32)
-        facts = {key: np.empty(n) for key in ("intercept", "r2", "local_prediction")}
-        kernel = partial(lime_kernel, kernel_width=self.kernel_width)
-        for i, d in enumerate(data):
-            distances = pairwise_distances(d, d[0].reshape(1, -1), metric="cosine").ravel()
-            base = lime_base.LimeBase(kernel, random_state=np.random.RandomState(self.seed))
-            coef, facts["intercept"][i], facts["r2"][i], facts["local_prediction"][i] = _fit(base, d, labels[i * p : (i + 1) * p], distances)
-            attributions[i] = coef[segments[i]]
+        hidden = self._hidden(images, segments, sizes).reshape((n, 1) + image_input.shape[1:])
+        data = [_masks(self.seed, self.num_samples, int(k)) for k in sizes]  # lime's 0/1 integer matrices
+        masks, owners = _stacked(data)
+        if isinstance(x, np.ndarray):
+            scores = self.adapter.masked_scores(x, segments, masks, owners, hidden)
+        else:  # the image input's superpixels play; the other inputs are held as they are
+            players = [segments if i == position else np.full(a.shape, -1) for i, a in enumerate(arrays)]
+            fills = [hidden if i == position else a[:, None] for i, a in enumerate(arrays)]
+            scores = self.adapter.masked_input_scores(x, keras.tree.pack_sequence_as(x, players), masks, owners, keras.tree.pack_sequence_as(x, fills))
+        coefs, facts = _fit_masks(data, _explained(scores, weights[owners]), self.kernel_width, self.seed)
+        attributions = np.stack([coef[segment] for coef, segment in zip(coefs, segments)]).astype(np.float32)
         return attributions, {"segments": segments, "num_superpixels": sizes, **facts}
 
 
@@ -218,43 +241,64 @@ class LimeTabular(Explainer):
 
     Args:
         training_data: ``(M, F)`` rows whose statistics drive the sampling (lime's
-            quartile discretisation of continuous features, as lime's default).
-        feature_names: ``F`` names, shown in ``extras["feature_names"]``.
+            quartile discretisation of continuous features, as lime's default); ``(M, T, F)``
+            series (each cell a feature); or, for a model with several inputs, a list/dict
+            of arrays like the model's inputs.
+        feature_names: names of the features (``F``, or ``T·F`` cells of a series).
         num_samples: perturbed rows per explained row.
         seed: each row is explained as ``LimeTabularExplainer(random_state=seed)`` would.
         categorical_features: indices of categorical columns (values sampled from the
             training distribution, as lime does).
+        groups: explain groups of features instead: an int label array over a sample's
+            features (``(F,)``, or ``(T, F)`` time × feature windows of a series, see
+            :func:`~tf_explain_kit.explainers.groups.window_groups`), or for several inputs
+            ``{name: input or (input, indices)}`` (default there: each input one group).
 
-    Attributions are ``(N, F)`` in input feature order; ``extras`` hold
-    ``feature_names``, ``intercept``, ``r2`` and ``local_prediction``.
+    Features one by one: attributions are ``(N, F)`` in input feature order (``(N, T, F)``
+    for series), lime's own numbers. Groups (and multi-input models): LIME as for image
+    superpixels: ``num_samples`` random on/off patterns of the groups (the same draws as
+    ``lime_image``), hidden groups set to the training data's mean (integer inputs: its
+    most frequent value), and lime's weighted ridge fit on the patterns; every element is
+    assigned its group's weight (elements in no group: 0) and ``extras["group_weights"]``
+    ``(N, G)`` holds them, named by ``extras["group_names"]``. ``extras`` also hold
+    ``intercept``, ``r2`` and ``local_prediction``.
     """
 
     method = "lime_tabular"
+    kernel_width = 0.25  # groups: lime_image's kernel on the cosine distance of the on/off patterns
 
     def __init__(
         self,
         model: keras.Model,
-        training_data: np.ndarray,
+        training_data: Inputs,
         feature_names: Sequence[str] | None = None,
         num_samples: int = 5000,
         seed: int = 0,
         categorical_features: Sequence[int] | None = None,
+        groups: np.ndarray | Mapping[str, Any] | None = None,
         **options: Any,
     ):
         super().__init__(model, **options)
+        self.num_samples = count(num_samples, "num_samples", minimum=2)
+        self.seed = _check_seed(seed)
+        self.groups = groups
+        self._random_state = np.random.RandomState(self.seed)
+        if isinstance(training_data, (list, tuple, dict)) or groups is not None:
+            self._grouped_setup(training_data, groups, feature_names)
+            return
         data = np.asarray(training_data)
-        if data.ndim != 2 or data.dtype.kind not in "fiub" or len(data) < 2:
-            raise ValueError(f"training_data: expected a numeric (M, F) array with at least 2 rows, got {data.dtype} of shape {data.shape}. Pass the training table as a 2-D array.")
+        if data.ndim not in (2, 3) or data.dtype.kind not in "fiub" or len(data) < 2:
+            raise ValueError(f"training_data: expected a numeric (M, F) table or (M, T, F) series with at least 2 rows, got {data.dtype} of shape {data.shape}. Pass the training data as an array.")
+        self._sample_shape = data.shape[1:]
+        data = data.reshape(len(data), -1)
         features = data.shape[1]
         if feature_names is not None and len(feature_names) != features:
             raise ValueError(f"feature_names: expected {features} names (one per column of training_data), got {len(feature_names)}.")
         categorical = [] if categorical_features is None else list(categorical_features)
         if not all(isinstance(c, (int, np.integer)) and 0 <= c < features for c in categorical):
             raise ValueError(f"categorical_features: expected column indices from 0 to {features - 1}, got {categorical_features!r}.")
-        self.num_samples = count(num_samples, "num_samples", minimum=2)
-        self.seed = _check_seed(seed)
-        self.feature_names = [str(f) for f in feature_names] if feature_names is not None else [str(f) for f in range(features)]
-        self._random_state = np.random.RandomState(self.seed)
+        default_names = [str(f) for f in range(features)] if len(self._sample_shape) == 1 else [f"{f}@{t}" for t in range(self._sample_shape[0]) for f in range(self._sample_shape[1])]
+        self.feature_names = [str(f) for f in feature_names] if feature_names is not None else default_names
         with preserved_global_state():
             self._lime = lime_tabular.LimeTabularExplainer(
                 data.astype(np.float64),
@@ -265,22 +309,68 @@ class LimeTabular(Explainer):
                 random_state=self._random_state,
             )
 
-    def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[np.ndarray, dict]:
-        features = len(self.feature_names)
-        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != features:
-            raise ValueError(f"inputs: expected rows of shape (N, {features}) like training_data, got {getattr(x, 'shape', type(x).__name__)}.")
-        n = len(x)
+    def _grouped_setup(self, training_data: Inputs, groups: Any, feature_names: Sequence[str] | None) -> None:
+        self._lime = None
+        data = self.adapter.prepare(training_data, name="training_data")
+        if num_samples(data) < 2:
+            raise ValueError("training_data: expected at least 2 rows.")
+        several = not isinstance(data, np.ndarray)
+        if several and groups is not None and not isinstance(groups, Mapping):
+            raise TypeError(f"groups: for a model with several inputs expected a dict {{name: input or (input, indices)}}, got {type(groups).__name__}.")
+        if not several and not isinstance(groups, np.ndarray):
+            raise TypeError(f"groups: for one input expected an int label array over a sample's features {data.shape[1:]}, got {type(groups).__name__}.")
+        if several:
+            self.group_names, self._labels = input_groups(self.adapter, data, groups)
+        else:
+            if groups.shape != data.shape[1:] or groups.dtype.kind not in "iu":
+                raise ValueError(f"groups: expected int labels of shape {data.shape[1:]} (one per feature of a sample), got {groups.dtype} {groups.shape}.")
+            ids, self._labels = np.unique(groups, return_inverse=True)
+            self._labels = self._labels.reshape(groups.shape)
+            self.group_names = [str(g) for g in ids]
+        if feature_names is not None:
+            if len(feature_names) != len(self.group_names):
+                raise ValueError(f"feature_names: expected {len(self.group_names)} names (one per group), got {len(feature_names)}.")
+            self.group_names = [str(f) for f in feature_names]
+        self.feature_names = self.group_names
+        self._fill = map_inputs(lambda a: (a.mean(axis=0) if a.dtype.kind == "f" else _mode(a)).astype(a.dtype)[None, None], data)
+
+    def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
+        if self._lime is None:
+            return self._attribute_groups(x, weights)
+        if not isinstance(x, np.ndarray) or x.shape[1:] != self._sample_shape:
+            raise ValueError(f"inputs: expected rows of shape (N, {', '.join(map(str, self._sample_shape))}) like training_data, got {getattr(x, 'shape', type(x).__name__)}.")
+        rows = x.reshape(len(x), -1)
+        n, features = rows.shape
         attributions = np.empty((n, features), np.float32)
         facts = {key: np.empty(n) for key in ("intercept", "r2", "local_prediction")}
         for i in range(n):
-            predict = lambda rows, w=weights[i]: _explained(self.adapter.forward(rows.astype(x.dtype))[1], w)  # noqa: E731
+            predict = lambda r, w=weights[i]: _explained(self.adapter.forward(r.reshape((-1,) + x.shape[1:]).astype(x.dtype))[1], w)  # noqa: E731
             self._random_state.seed(self.seed)  # shared by lime's explainer, discretizer and LimeBase
             with preserved_global_state():
-                exp = self._lime.explain_instance(x[i].astype(np.float64), predict, num_features=features, num_samples=self.num_samples)
+                exp = self._lime.explain_instance(rows[i].astype(np.float64), predict, num_features=features, num_samples=self.num_samples)
             for feature, weight in exp.local_exp[1]:  # regression mode: [1] is the fit, [0] its negation
                 attributions[i, feature] = weight
             facts["intercept"][i], facts["r2"][i], facts["local_prediction"][i] = exp.intercept[1], exp.score, np.ravel(exp.local_pred)[0]
-        return attributions, {"feature_names": list(self.feature_names), **facts}
+        return attributions.reshape(x.shape), {"feature_names": list(self.feature_names), **facts}
+
+    def _attribute_groups(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
+        n, g = num_samples(x), len(self.group_names)
+        data = [_masks(self.seed, self.num_samples, g)] * n
+        masks, owners = _stacked(data)
+        players = map_inputs(lambda label: np.broadcast_to(label, (n,) + label.shape), self._labels)
+        if isinstance(x, np.ndarray):
+            scores = self.adapter.masked_scores(x, players, masks, owners, self._fill)
+        else:
+            scores = self.adapter.masked_input_scores(x, players, masks, owners, self._fill)
+        coefs, facts = _fit_masks(data, _explained(scores, weights[owners]), self.kernel_width, self.seed)
+        group_weights = np.stack(coefs).astype(np.float32)
+        return spread(group_weights, self._labels), {"group_weights": group_weights, "group_names": list(self.group_names), **facts}
+
+
+def _mode(a: np.ndarray) -> np.ndarray:
+    """The most frequent value of each element over the rows of an integer array."""
+    flat = a.reshape(len(a), -1)
+    return np.array([np.bincount(column - column.min()).argmax() + column.min() for column in flat.T]).reshape(a.shape[1:])
 
 
 # -- texts --------------------------------------------------------------------------------------
