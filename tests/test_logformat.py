@@ -94,3 +94,22 @@ def test_bytes_per_cell_at_224_by_default(tmp_path):
     callback.on_train_end()
     per_cell = (sizes[1] - sizes[0]) / (4 * len(explainers))
     assert per_cell <= CELL_BOUND, per_cell
+
+
+@pytest.mark.parametrize(
+    "layout, extras, message",
+    [
+        ({"upsample": [10**6, 10**6]}, {}, "layout: cannot upsample"),
+        ({"upsample": "224"}, {}, "layout: cannot upsample"),
+        ({"segments": True}, {"segments": np.full((2, 4, 4), 9)}, "segments: labels outside"),
+        ({"something": 1}, {}, "layout: expected upsample, channels or segments"),
+    ],
+)
+def test_crafted_layouts_are_format_errors(layout, extras, message):
+    stored = np.ones((2, 3), np.float32)
+    explanation = tek.Explanation("lime_image", stored, np.zeros(2, int), np.zeros((2, 3)), extras)
+    header, arrays = logformat.decode(logformat.explanation_payload(explanation, 0, "float32"))
+    header["layouts"] = {"attributions": layout}
+    blobs = [logformat.json.dumps(header).encode(), logformat.encode({}, arrays)[1]]
+    with pytest.raises(logformat.FormatError, match=message):
+        logformat.read_explanation(blobs)

@@ -308,12 +308,22 @@ def _per_segment(values: np.ndarray, segments: np.ndarray) -> np.ndarray | None:
     return per_segment.reshape(n, count) if np.array_equal(per_segment[index], values.ravel()) else None
 
 
-def _rebuilt(stored: np.ndarray, layout: dict | None, extras: dict) -> np.ndarray:
-    if layout is None or "channels" in layout:
+MAX_REBUILT = 1 << 28  # values a rebuilt attribution array may have (a crafted layout must not allocate terabytes)
+
+
+def _rebuilt(stored: np.ndarray, layout: Any, extras: dict) -> np.ndarray:
+    if layout is None or (isinstance(layout, dict) and "channels" in layout):
         return stored
-    if "upsample" in layout:
-        return _upsampled(stored, layout["upsample"])
-    segments = np.asarray(extras["segments"])
+    if isinstance(layout, dict) and "upsample" in layout:
+        shape = layout["upsample"]
+        if not (isinstance(shape, list) and len(shape) == stored.ndim - 1 and len(shape) in (1, 2) and all(isinstance(s, int) and 0 < s for s in shape) and len(stored) * math.prod(shape) <= MAX_REBUILT):
+            raise FormatError(f"layout: cannot upsample {stored.shape} to {shape!r:.40}.")
+        return _upsampled(stored, shape)
+    segments = np.asarray(extras.get("segments"))
+    if not (isinstance(layout, dict) and layout.get("segments") is True and segments.dtype.kind in "iu" and segments.ndim >= 2 and len(segments) == len(stored) and stored.ndim == 2):
+        raise FormatError(f"layout: expected upsample, channels or segments with (N, H, W) segments, got {layout!r:.60}.")
+    if segments.size and not 0 <= segments.min() <= segments.max() < stored.shape[1]:
+        raise FormatError(f"segments: labels outside the {stored.shape[1]} stored values.")
     return np.take_along_axis(stored, segments.reshape(len(segments), -1), axis=1).reshape(segments.shape)
 
 
