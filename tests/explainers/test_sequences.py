@@ -390,3 +390,15 @@ def test_lime_image_explains_the_image_of_a_multi_input_model_with_the_side_inpu
     # the side input adds a constant to the logit: LIME's weights are those of the image path alone
     np.testing.assert_allclose(both.attributions, image_only.attributions, atol=1e-5)
     np.testing.assert_allclose(both.extras["intercept"] - image_only.extras["intercept"], np.asarray(model.get_layer("side_head")(side))[:, 1], atol=1e-4)
+
+
+def test_partition_shap_on_series_sums_to_the_score_drop_and_finds_the_planted_window(series_model):
+    x, y = planted_series(24, seed=16)
+    x = x[y == 1][:3]
+    ex = tek.PartitionShap(series_model, max_evals=200).explain(x, targets=1)
+    assert ex.attributions.shape == (3, T, F)
+    hidden = np.broadcast_to(x.mean(axis=1, keepdims=True), x.shape)  # fill="mean": each feature's mean over time
+    np.testing.assert_allclose(ex.attributions.sum(axis=(1, 2)), _score(series_model, x, 1) - _score(series_model, hidden, 1), atol=1e-3)
+    np.testing.assert_allclose(ex.extras["base_values"], _score(series_model, hidden, 1), atol=1e-4)
+    window = ex.attributions[:, WINDOW, 1].sum(axis=1)
+    assert (window > 0.5 * ex.attributions.sum(axis=(1, 2))).all(), window

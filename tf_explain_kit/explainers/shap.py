@@ -368,6 +368,11 @@ class PartitionShap(Explainer):
     hides pixels with each image's mean colour; a number or an array of the image's shape
     also works. Attributions have the input's shape.
 
+    Series ``(N, T, F)``: the same masker's hierarchy over the ``(T, F)`` grid of cells (it
+    halves the longer side first: time windows, then features); ``fill="mean"`` hides a
+    cell with its feature's mean over time. Attributions are ``(N, T, F)``, one value per
+    cell, summing to ``f(x) − f(all hidden)``.
+
     Text: for a model that takes strings (e.g. one starting with ``TextVectorization``),
     ``shap.maskers.Text`` with ``tokenizer`` (default: shap's split on ``\\W+``, or a
     Hugging Face-style tokenizer) and ``mask_token`` (shap's default). Attributions are
@@ -400,28 +405,32 @@ class PartitionShap(Explainer):
         if not isinstance(x, np.ndarray):
             raise TypeError("inputs: PartitionShap explains single-input models (one image or one text array).")
         text = x.dtype.kind in "OSU"
-        if not text and (x.ndim != 4 or x.dtype.kind != "f"):
-            raise ValueError(f"inputs: PartitionShap needs float images (N, H, W, C) or an array of strings (N,), got {x.dtype} {x.shape}. For tabular data use KernelShap.")
-        results = [self._explain_one(x[i], weights[i], text) for i in range(len(x))]
+        if not text and (x.ndim not in (3, 4) or x.dtype.kind != "f"):
+            raise ValueError(f"inputs: PartitionShap needs float images (N, H, W, C), series (N, T, F) or an array of strings (N,), got {x.dtype} {x.shape}. For tabular data use KernelShap.")
+        series = not text and x.ndim == 3
+        results = [self._explain_one(x[i, ..., None] if series else x[i], weights[i], text, (0,) if series else (0, 1), x.shape[1:]) for i in range(len(x))]
         base = np.array([r.base_values for r in results], np.float64).reshape(-1)
         if not text:
-            return np.stack([r.values for r in results]).astype(np.float32), {"base_values": base}
+            return np.stack([r.values for r in results]).reshape(x.shape).astype(np.float32), {"base_values": base}
         longest = max(len(r.values) for r in results)
         attributions = np.zeros((len(x), longest), np.float32)
         for row, r in zip(attributions, results):
             row[: len(r.values)] = r.values
         return attributions, {"base_values": base, "tokens": [list(r.data) for r in results]}
 
-    def _explain_one(self, sample: np.ndarray, weights: np.ndarray, text: bool) -> Any:
+    def _explain_one(self, sample: np.ndarray, weights: np.ndarray, text: bool, mean_axes: tuple[int, ...] = (0, 1), shape: tuple[int, ...] = ()) -> Any:
+        """One sample through shap. A series is masked as a one-channel ``(T, F, 1)`` image:
+        ``shape`` is the model's sample shape, ``mean_axes`` what ``fill="mean"`` averages."""
+
         def score(batch: Any) -> np.ndarray:
-            batch = np.asarray(list(batch), dtype=object).astype(str) if text else np.asarray(batch, np.float32)
+            batch = np.asarray(list(batch), dtype=object).astype(str) if text else np.asarray(batch, np.float32).reshape((-1,) + tuple(shape))
             return self.adapter.forward(batch)[1] @ weights
 
         if text:
             tokenizer = shap.maskers.Text(self.tokenizer, mask_token=self.mask_token)
             masker, data = tokenizer, [str(sample)]
         else:
-            value = sample.mean(axis=(0, 1), keepdims=True) * np.ones_like(sample) if isinstance(self.fill, str) else np.broadcast_to(np.asarray(self.fill, np.float32), sample.shape)
+            value = sample.mean(axis=mean_axes, keepdims=True) * np.ones_like(sample) if isinstance(self.fill, str) else np.broadcast_to(np.asarray(self.fill, np.float32), shape).reshape(sample.shape)
             masker, data = shap.maskers.Image(np.asarray(value, np.float32), sample.shape), sample[None]
         with preserved_global_state():
             explainer = shap.PartitionExplainer(score, masker)
