@@ -102,3 +102,27 @@ def test_any_string_survives_the_text_dashboard_as_itself():
         assert " ".join(rows[0][1].split()) == shown
 
     check()
+
+
+@pytest.mark.parametrize("per_feature", [True, False])
+def test_sequence_pngs_draw_a_strip_per_feature_with_the_attribution_colours(per_feature):
+    """Feature f's band holds its attribution colours over time; a (N, T) map colours every band alike."""
+    from types import SimpleNamespace
+
+    steps, features = 20, 3
+    series = np.random.default_rng(0).normal(size=(2, steps, features)).astype(np.float32)
+    maps = np.zeros((2, steps, features) if per_feature else (2, steps), np.float32)
+    maps[:, 5] = 1.0  # one step (and with per-feature maps, only feature 1) carries everything
+    if per_feature:
+        maps[:, 5, [0, 2]] = 0.0
+    pictures = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in render.sequence_pngs(series, SimpleNamespace(attributions=maps))]
+    widen = -(-render.MIN_SIDE // steps)
+    assert pictures[0].shape == (features * 8, steps * widen, 3)
+    hot = render.colorize(np.array([1.0]), 1.0, False)[0][0]  # the sequential map's top colour
+    for feature in range(features):
+        pixel = pictures[0][feature * 8 + 4, 5 * widen].astype(float) / 255
+        is_hot = per_feature is False or feature == 1
+        # blended towards the hot colour by the full opacity when hot; grey (r == g == b) elsewhere
+        assert (np.abs(pixel - hot).max() < 0.3) == is_hot, (feature, pixel)
+        cold = pictures[0][feature * 8 + 4, 12 * widen]
+        assert cold[0] == cold[1] == cold[2]

@@ -186,6 +186,24 @@ def image_pngs(images: np.ndarray, explanation: Any, opacity: float = OPACITY, m
     return pngs(picture)
 
 
+def sequence_pngs(series: np.ndarray, explanation: Any, band: int = 8, opacity: float = OPACITY) -> list[bytes]:
+    """One PNG per sample of an ``(N, T, F)`` series: a heat strip over time per feature.
+
+    Row band ``f`` (``band`` pixels high) shows feature ``f`` over the ``T`` steps, its
+    values as grey levels (each feature scaled to its own range) under the attribution
+    colours; ``(N, T)`` maps (Grad-CAM, Occlusion over whole steps) colour every band of a
+    step alike. Narrow series are widened (nearest neighbour) to ``MIN_SIDE`` pixels.
+    """
+    x = np.asarray(series, np.float32)
+    maps = np.asarray(explanation.attributions, np.float32)
+    maps = np.broadcast_to(maps[..., None], x.shape) if maps.ndim == 2 else maps
+    low, high = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    levels = (x - low) / np.where(high > low, high - low, 1)
+    picture = overlay(np.swapaxes(levels, 1, 2), np.swapaxes(maps, 1, 2), shared_scale(maps), opacity, None, is_signed(maps))
+    widen = max(1, -(-MIN_SIDE // x.shape[1]))
+    return pngs(picture.repeat(band, axis=1).repeat(widen, axis=2))
+
+
 # characters that start markdown (links, images, emphasis, code), HTML or a new table cell
 # inside a cell, written as numeric character references; control characters become spaces
 _MARKUP = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]<>|&"} | {chr(c): " " for c in range(32)})
