@@ -4,6 +4,7 @@ and the plugin in process)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import shutil
@@ -97,3 +98,108 @@ def test_each_crafted_record_answers_for_itself(hget, epoch):
     if epoch == 1:
         assert data["extras"] == {"note": None, "ranks": [1.0, None]}
     answer(hget, f"/epoch?run={GOOD}&method=integrated_gradients&epoch=1")  # the good run beside it
+
+
+# -- fuzzing: hostile query strings through every provider, crafted payloads in process --------
+ROUTES = ["/index", "/epoch", "/array", "/training", "/index.js", "/static/style.css", "/static/x.js", "/nope"]
+RUNS = [GOOD, "crafted/explanations", "nanloss/explanations", "emptyin/explanations", "../../etc", ""]
+TAGS = ["tf_explain_kit/samples", "tf_explain_kit/training", "tf_explain_kit/explanation/saliency", "tf_explain_kit/explanation/../x"]
+STATUSES: collections.Counter = collections.Counter()  # what the fuzzers got, for the report
+
+
+def _texts():
+    from hypothesis import strategies as st
+
+    return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
+
+
+def _keys():
+    """Array keys: random text, or base64 of JSON lists near the real layout (run, tag, step, wall time, name)."""
+    import base64
+
+    from hypothesis import strategies as st
+
+    numbers = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True))
+    parts = st.lists(st.one_of(st.sampled_from(RUNS + TAGS + ["inputs", "attributions", "segments"]), _texts(), numbers, st.none(), st.lists(st.integers(), max_size=3)), max_size=6)
+    layout = st.tuples(st.sampled_from(RUNS), st.sampled_from(TAGS), numbers, numbers, st.sampled_from(["inputs", "attributions", "segments", "x"])).map(list)
+    encoded = st.one_of(parts, layout).map(lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("="))
+    return st.one_of(encoded, _texts())
+
+
+def test_fuzzed_requests_never_answer_5xx(hget):
+    from urllib.parse import quote
+
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    values = st.one_of(_texts(), st.sampled_from(RUNS + ["saliency", "0", "1", "-1", "99999999999999999999", "1e3", " 1"]), st.integers(-(2**64), 2**64).map(str), _keys())
+    queries = st.dictionaries(st.sampled_from(["run", "method", "epoch", "key", "tag"]) | _texts(), values, max_size=4)
+
+    @settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(ROUTES), queries)
+    def check(route, query):
+        path = route + "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
+        status, body = hget(path)
+        STATUSES[status] += 1
+        assert status < 500, f"{path}: {status} {body[:300]!r}"
+        if status == 200 and route in ("/index", "/epoch", "/training"):
+            strict_json(body)
+
+    check()
+
+
+def _payloads():
+    """Explanation blobs: a JSON header from random JSON values around the real fields, and
+    an .npz of random arrays under the real member names."""
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), _texts())
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts(), inner, max_size=3), max_leaves=12)
+    fields = st.sampled_from(["version", "method", "epoch", "structure", "extras", "seconds", "precision", "layouts"])
+    valid = {"version": 1, "method": "saliency", "epoch": 0, "structure": None, "extras": {}}
+    header = st.dictionaries(fields, values | st.sampled_from([{"list": 0}, {"dict": ["a"]}, {"list": 10**12}]), max_size=3).map(lambda changed: {**valid, **changed})
+    dtypes = st.one_of(hnp.floating_dtypes(), hnp.integer_dtypes(), hnp.unicode_string_dtypes(max_len=3), hnp.boolean_dtypes())
+    names = st.sampled_from(["attributions:values", "attributions:scaled", "attributions:scale", "attributions:planes", "targets", "predictions", "extra:segments", "x"])
+    good = {"attributions:values": np.ones((2, 6, 6), np.float32), "targets": np.array([0, 1]), "predictions": np.eye(2, dtype=np.float32)}
+    arrays = st.dictionaries(names, hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=4, max_side=3)), max_size=3).map(lambda changed: {**good, **changed})
+    return st.tuples(header, arrays)
+
+
+def test_fuzzed_payloads_answer_4xx_or_valid_json_and_load_run_says_format_error(tmp_path_factory):
+    import io
+    import os
+
+    from hypothesis import HealthCheck, given, settings
+
+    import tf_explain_kit as tek
+    from tf_explain_kit import logformat
+    from tf_explain_kit.logwriter import SummaryWriter
+
+    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(_payloads())
+    def check(payload):
+        header, arrays = payload
+        root = tmp_path_factory.mktemp("fuzzed")
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        writer = SummaryWriter(os.path.join(root, "run"))
+        writer.blobs(logformat.SAMPLES_TAG, 0, crafted.GOOD_SAMPLES, "samples")
+        writer.blobs(logformat.explanation_tag("saliency"), 0, [json.dumps(header).encode(), buffer.getvalue()], "explanation")
+        writer.blobs(logformat.TRAINING_TAG, 0, [json.dumps({"version": 1, "logs": header.get("extras")}).encode(), crafted.npz({})], "training")
+        writer.close()
+        get = plugin_client(root)
+        paths = ["/index", "/epoch?run=run/explanations&method=saliency&epoch=0", "/training?run=run/explanations"]
+        for path in paths:
+            status, body = get(path)
+            STATUSES[status] += 1
+            assert status < 500, f"{path}: {status} {body[:300]!r}"
+            if status == 200 and not path.startswith("/array"):
+                data = strict_json(body)
+                paths += [f"/array?key={ref['key']}" for ref in (data.get("arrays") or {}).values()]
+        run = tek.load_run(root)
+        try:
+            run.explanation("saliency", 0)
+        except logformat.FormatError:
+            pass
+
+    check()
