@@ -243,7 +243,7 @@ def _pack(values: np.ndarray, precision: str) -> dict[str, np.ndarray]:
     flat = values.reshape(len(values), -1).astype(np.float32)
     scale = np.abs(flat).max(axis=1) if flat.size else np.zeros(len(values), np.float32)
     safe = np.where(scale > 0, scale, 1)
-    half = (flat / safe[:, None]).astype("<f2").reshape(values.shape)
+    half = np.ascontiguousarray((flat / safe[:, None]).astype("<f2")).reshape(values.shape)  # astype keeps a transposed layout (einsum results)
     planes = np.moveaxis(half.view(np.uint8).reshape(values.shape + (2,)), -1, 0)  # (2, ...): low bytes, high bytes
     return {"planes": np.ascontiguousarray(planes), "scale": scale.astype(np.float32)}
 

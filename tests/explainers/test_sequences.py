@@ -402,3 +402,24 @@ def test_partition_shap_on_series_sums_to_the_score_drop_and_finds_the_planted_w
     np.testing.assert_allclose(ex.extras["base_values"], _score(series_model, hidden, 1), atol=1e-4)
     window = ex.attributions[:, WINDOW, 1].sum(axis=1)
     assert (window > 0.5 * ex.attributions.sum(axis=(1, 2))).all(), window
+
+
+# -- the log format carries sequence and multi-input explanations --------------------------------
+def test_sequence_and_multi_input_explanations_survive_the_log_format(series_model):
+    from tf_explain_kit import logformat
+
+    x = planted_series(3, seed=17)[0]
+    model = _three_input_model()
+    explanations = [
+        tek.GradCAM(series_model).explain(x),  # (N, T) from a layer of length T / 2: stored at the layer's size
+        tek.Occlusion(series_model, patch_size=(4, 1), stride=(4, 1)).explain(x),  # (N, T, F)
+        tek.KernelShap(model, _three_inputs(4, 1), groups={"series": "series", "rest": ("table", [0, 1, 2, 3])}).explain(_three_inputs(2, 0)),  # a dict
+    ]
+    for ex in explanations:
+        for precision, tolerance in (("float32", 1e-5), ("float16", 2**-11)):
+            back = logformat.read_explanation(logformat.explanation_payload(ex, epoch=3, precision=precision))
+            for ours, stored in zip(keras.tree.flatten(ex.attributions), keras.tree.flatten(back["attributions"])):
+                assert stored.shape == ours.shape
+                np.testing.assert_allclose(stored, ours, atol=tolerance * np.abs(ours).max() + 1e-7)
+            assert back["extras"].get("group_names") == ex.extras.get("group_names")
+    assert type(back["attributions"]) is dict and set(back["attributions"]) == {"series", "table", "ids"}
