@@ -20,6 +20,7 @@ from tensorboard.util import tensor_util
 
 import tf_explain_kit as tek
 from tf_explain_kit import examples, logformat
+from tests import text_models
 
 CLASS_NAMES = [f"digit-{i}" for i in range(10)]
 METHODS = ["saliency", "integrated_gradients", "gradcam", "lime_image"]
@@ -325,3 +326,27 @@ def test_pictures_thin_out_after_n_epochs_while_attributions_stay(tmp_path, digi
     assert len(picture_tags) == 3
     assert all(sorted(events[tag]) == [0, 1, 2, 3, 6, 9, 11] for tag in picture_tags)
     assert tek.load_run(str(tmp_path)).epochs_of("saliency") == list(range(12))
+
+
+def test_callback_on_a_raw_string_model_logs_weights_on_the_shown_tokens(tmp_path):
+    """Texts from tf.data, IG at the embedding and LIME: load_run gives back the tokens as
+    written and one weight per token, the planted word's the largest."""
+    texts, labels = text_models.reviews(200, seed=1)
+    model = text_models.string_model(texts)
+    dataset = tf.data.Dataset.from_tensor_slices((texts[:, None], labels)).batch(16)
+    explainers = ["integrated_gradients", tek.LimeText(model, num_samples=300, seed=0)]
+    callback = tek.ExplainCallback(dataset, explainers, str(tmp_path), max_samples=6, precision="float32")
+    model.fit(text_models.as_tensor(texts), labels, epochs=8, batch_size=16, verbose=0, callbacks=[callback])
+    run = tek.load_run(tmp_path)
+    tokens = run.samples["tokens"]
+    assert tokens == [t.split() for t in texts[callback.ids]]  # the fillers' words are single pieces
+    for method in ("integrated_gradients", "lime_text"):
+        explanation = run.explanation(method, 7)
+        assert explanation.attributions.shape == (6, max(len(t) for t in tokens))
+        assert explanation.extras["tokens"] == tokens
+        for i, words in enumerate(tokens):
+            planted = next(j for j, w in enumerate(words) if w.strip("!,") in text_models.POSITIVE + text_models.NEGATIVE)
+            assert int(np.argmax(explanation.attributions[i, : len(words)])) == planted, (method, words)
+            assert not explanation.attributions[i, len(words) :].any()
+    ig = run.explanation("integrated_gradients", 7)
+    np.testing.assert_allclose(ig.extras["convergence_delta"], 0, atol=1e-4)

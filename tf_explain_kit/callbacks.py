@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Sequence
 import keras
 import numpy as np
 
-from . import logformat, render, tf_backend
+from . import logformat, render, text, tf_backend
 from .checks import count
 from .data import class_labels, kind_of, select, split_validation
 from .explainers.base import Explainer
@@ -62,7 +62,8 @@ class ExplainCallback(keras.callbacks.Callback):
             written only at epochs divisible by ``pictures_every`` (and the last epoch); the
             attributions, tables and scalars are still written every time.
         feature_names: names of tabular features.
-        vocabulary: token strings by id, to show token-id inputs as words.
+        vocabulary: token strings by id, to show token-id inputs as words (a model that
+            takes strings uses its own ``TextVectorization``; see :mod:`text`).
         metrics: opt-in quality metrics logged as ``health/<method>/<metric>`` scalars
             each epoch a method runs: names from :data:`metrics.EPOCH_METRICS` (see
             :class:`metrics.EpochMetrics`).
@@ -119,6 +120,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.quality = EpochMetrics(metrics, masks)
         self._writer: SummaryWriter | None = None
         self.jobs: list[tuple[Explainer, int]] = []
+        self._shown_tokens: list[list[str]] | None = None
 
     # -- train begin: fix the samples, build the explainers, log the samples once ----------------
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -145,13 +147,12 @@ class ExplainCallback(keras.callbacks.Callback):
         self._writer.flush()
 
     def _tokens(self) -> list[list[str]] | None:
+        """Each sample's tokens as the text methods place their weights (:mod:`text`)."""
         if self.kind != "text":
             return None
-        first = flat_inputs(self.x)[0]
-        if first.dtype.kind in "OSU":
-            return [str(text).split() for text in first.reshape(len(first))]
-        vocabulary = self.vocabulary
-        return [[vocabulary[t] if vocabulary and 0 <= t < len(vocabulary) else str(t) for t in row] for row in first.reshape(len(first), -1).tolist()]
+        if self._shown_tokens is None:
+            self._shown_tokens = text.shown_tokens(self.x, text.Tokenizer.of_model(self.model, self.vocabulary))
+        return self._shown_tokens
 
     # -- each epoch: training logs, then every method that is due ------------------------------
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -32,20 +32,28 @@ def split_validation(validation_data: Any, batched_rank: int | None = None) -> t
     )
 
 
-def _from_dataset(dataset: Any, batched_rank: int | None) -> tuple[Inputs, np.ndarray | None]:
+def dataset_inputs(dataset: Any, batched_rank: int | None, name: str = "inputs") -> Inputs:
+    """Every ``x`` of a ``tf.data.Dataset`` of ``x`` or ``(x, y)`` elements, batched or not."""
+    return _from_dataset(dataset, batched_rank, limit=None, name=name)[0]
+
+
+def _from_dataset(dataset: Any, batched_rank: int | None, limit: int | None = _POOL, name: str = "validation_data") -> tuple[Inputs, np.ndarray | None]:
     xs, ys, count = [], [], 0
     for element in dataset.as_numpy_iterator():
         x, y = (element[0], element[1]) if isinstance(element, tuple) and len(element) >= 2 else (element, None)
-        first = flat_inputs(x)[0]
-        if batched_rank is None or first.ndim != batched_rank:  # unbatched element: add the batch axis
+        first = np.asarray(flat_inputs(x)[0])
+        # An unbatched element: add the batch axis. Texts (N,) and (N, 1) are both batches (a
+        # batch of one text and one unbatched (1,) text are the same thing).
+        unbatched = first.ndim == 0 if first.dtype.kind in "OSU" else batched_rank is None or first.ndim != batched_rank
+        if unbatched:
             x, y = _map(lambda a: np.asarray(a)[None], x), None if y is None else np.asarray(y)[None]
         xs.append(x)
         ys.append(y)
         count += num_samples(x)
-        if count >= _POOL:
+        if limit is not None and count >= limit:
             break
     if not xs:
-        raise ValueError("validation_data: the dataset is empty; pass a dataset with at least one (x, y) element.")
+        raise ValueError(f"{name}: the dataset is empty; pass a dataset with at least one (x, y) element.")
     x = _map(lambda *parts: np.concatenate(parts), *xs) if len(xs) > 1 else xs[0]
     y = None if ys[0] is None else np.concatenate(ys)
     return x, y

@@ -17,8 +17,9 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import keras
 import numpy as np
 
-from . import tf_backend
+from . import text, tf_backend
 from .checks import count
+from .structure import all_layers, named_sublayers
 from .tf_backend import GradientBreak, LayerCall
 
 Inputs = Any  # an array, or a list/tuple/dict of arrays for multi-input models
@@ -79,9 +80,51 @@ def iter_layers(layer: keras.layers.Layer) -> Iterable[keras.layers.Layer]:
         yield from iter_layers(sub)
 
 
+def layer_paths(model: keras.layers.Layer) -> dict[str, keras.layers.Layer]:
+    """Every layer below ``model`` by path, ``"outer/inner"``: layer names, and for the
+    layers a custom layer holds, the attribute it holds them in
+    (``"token_and_position_embedding/token_emb"``)."""
+    paths: dict[str, keras.layers.Layer] = {}
+    stack = [("", model)]
+    while stack:
+        prefix, layer = stack.pop()
+        found = []
+        for name, sub in named_sublayers(layer):
+            if sub is not layer and not any(sub is seen for seen in paths.values()):
+                paths[prefix + name] = sub
+                found.append((prefix + name + "/", sub))
+        stack.extend(reversed(found))
+    return paths
+
+
+def path_of(model: keras.layers.Layer, layer: keras.layers.Layer) -> str:
+    """The path of ``layer`` in ``model`` (see :func:`layer_paths`)."""
+    return next((path for path, found in layer_paths(model).items() if found is layer), layer.name)
+
+
 def embedding_layers(layer: keras.layers.Layer) -> list[keras.layers.Embedding]:
-    """The Embedding layers inside ``layer`` (where token-id models are explained)."""
-    return [sub for sub in iter_layers(layer) if isinstance(sub, keras.layers.Embedding)]
+    """The Embedding layers inside ``layer`` (where token-id models are explained), nested
+    ones in custom layers included."""
+    return [sub for sub in all_layers(layer) if isinstance(sub, keras.layers.Embedding)]
+
+
+def _takes_strings(spec: Any) -> bool:
+    return "string" in str(spec.dtype)
+
+
+def _strings_as(array: np.ndarray, spec: Any, name: str) -> np.ndarray:
+    """Texts (unicode, bytes or object, ``(N,)`` or ``(N, 1)``) as the model's string input
+    takes them: an object array of ``str`` of its shape. Other arrays pass unchanged."""
+    if not text.is_text(array):
+        if _takes_strings(spec):
+            raise TypeError(f"{name}: model input '{spec.name}' takes strings, got {array.dtype} of shape {array.shape}. Pass the raw texts: a list of str or an array of strings (N,) or (N, 1).")
+        return array
+    if not _takes_strings(spec):
+        raise TypeError(
+            f"{name}: model input '{spec.name}' takes {spec.dtype} (token ids), got strings. Vectorize the texts first "
+            "(for example with the adapted TextVectorization layer) or, for LIME, pass LimeText(model, tokenizer=...)."
+        )
+    return text.string_array(array, tuple(spec.shape)) if array.ndim in (1, 2) else array
 
 
 def _is_leaf(layer: keras.layers.Layer) -> bool:
@@ -163,6 +206,7 @@ class ModelAdapter:
         self._backend: tf_backend.CompiledModel | None = None
         self._calls: list[LayerCall] = []
         self._specs: list | None = None  # the model's input tensors, once known
+        self._tokenizer: text.Tokenizer | None = None
         self.num_outputs = 0
 
     # -- inputs ---------------------------------------------------------------------------
@@ -177,12 +221,20 @@ class ModelAdapter:
     def prepare(self, inputs: Inputs, name: str = "inputs") -> Inputs:
         """Check ``inputs`` against the model and convert them to numpy arrays."""
         specs = self._input_specs()
+        if hasattr(inputs, "as_numpy_iterator"):  # a tf.data.Dataset of x or (x, y), batched or not
+            from .data import dataset_inputs
+
+            inputs = dataset_inputs(inputs, input_rank(self.model), name)
         if isinstance(inputs, dict):
             x = {k: np.asarray(v) for k, v in inputs.items()}
         elif isinstance(inputs, (list, tuple)) and specs is not None and len(specs) > 1:
             x = [np.asarray(v) for v in inputs]
+        elif specs is not None and _takes_strings(specs[0]) and isinstance(inputs, (str, bytes, list, tuple)):
+            x = np.asarray(text.as_texts(inputs, name), dtype=object)
         else:
             x = np.asarray(inputs)
+        if specs is not None and isinstance(x, np.ndarray):
+            x = _strings_as(x, specs[0], name)
         arrays = flat_inputs(x)
         if arrays[0].ndim == 0 or len(arrays[0]) == 0:
             raise ValueError(f"{name}: expected an array with a leading sample axis and at least one sample, got shape {arrays[0].shape}.")
@@ -201,6 +253,13 @@ class ModelAdapter:
         x = map_inputs(floats, x)
         self._ready(x)
         return x
+
+    @property
+    def tokenizer(self) -> text.Tokenizer:
+        """How the model tokenises texts (its ``TextVectorization``; whitespace words if none)."""
+        if self._tokenizer is None:
+            self._tokenizer = text.Tokenizer.of_model(self.model)
+        return self._tokenizer
 
     @staticmethod
     def _check_shape(array: np.ndarray, spec: Any, name: str) -> None:
@@ -411,17 +470,26 @@ class ModelAdapter:
         return self._calls
 
     def find_layer(self, layer: str | keras.layers.Layer, candidates: Sequence[keras.layers.Layer] | None = None, argument: str = "layer") -> keras.layers.Layer:
-        """Look a layer up by name (nested models included); errors list the candidates."""
-        pool = list(candidates) if candidates is not None else self.layers
+        """A layer given as itself, by name or by path (``"outer/inner"``, see
+        :func:`layer_paths`), nested models and layers inside custom layers included;
+        errors list the candidates (``candidates`` if given, else every layer's path)."""
+        paths = layer_paths(self.model)
         if isinstance(layer, keras.layers.Layer):
-            if any(layer is l for l in self.layers):
+            if any(layer is l for l in paths.values()):
                 return layer
+        elif isinstance(layer, str):
+            found = paths.get(layer) or next((l for l in paths.values() if l.name == layer), None)
+            if found is not None:
+                return found
+        if candidates is not None:
+            names = [repr(path_of(self.model, l)) for l in candidates]
         else:
-            for candidate in self.layers:
-                if candidate.name == layer:
-                    return candidate
-        names = ", ".join(repr(l.name) for l in pool[-12:]) or "none"
-        raise ValueError(f"{argument}: no layer {getattr(layer, 'name', layer)!r} in model '{self.model.name}'. Candidates: {names}.")
+            names = [repr(path) for path in paths]
+        shown = ", ".join(names[-24:]) or "none"
+        raise ValueError(
+            f"{argument}: no layer {getattr(layer, 'name', layer)!r} in model '{self.model.name}'. "
+            f"Pass a layer of the model, its name or its path (outer/inner for a layer inside a custom layer). Candidates: {shown}."
+        )
 
     def probe(self, x: Inputs, operations: Sequence[Any]) -> tuple[list[LayerCall], list]:
         """Every call of ``operations`` (layers or operations) in one eager pass over ``x``,

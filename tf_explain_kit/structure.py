@@ -63,3 +63,16 @@ def all_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """``model`` and every layer below it (operations that are not layers left out)."""
     yield model
     yield from (item for item in walk(model) if isinstance(item, keras.layers.Layer))
+
+
+def named_sublayers(layer: Any) -> list[tuple[str, keras.layers.Layer]]:
+    """What ``layer`` holds, by name: a model's layers by their names, a custom layer's
+    sublayers by the attribute that holds them (the layer's own name inside lists and dicts)."""
+    if isinstance(layer, keras.Model):
+        return [(sub.name, sub) for sub in layer.layers]
+    if not isinstance(layer, keras.layers.Layer):
+        return []
+    held = vars(layer).items()
+    found = [(attribute.lstrip("_"), value) for attribute, value in held if isinstance(value, keras.layers.Layer)]
+    found += [(item.name, item) for _, value in held if not isinstance(value, keras.layers.Layer) for item in _layers_in(value)]
+    return found

@@ -713,3 +713,9 @@ def classify_call(fn: Callable, args: tuple, kwargs: dict, varying: Callable[[An
             return OpReport("elementwise", tuple(dict.fromkeys(found["elementwise"])))
         return OpReport("nonlinear", tuple(dict.fromkeys(found["elementwise"])))
     return OpReport("linear")
+
+
+def map_strings(fn: Callable[[tf.Tensor], tf.Tensor], strings: list[str]) -> list[str]:
+    """A string function (such as a ``TextVectorization``'s custom ``standardize``) applied
+    to each of ``strings``."""
+    return [s.decode("utf-8") for s in fn(tf.constant(strings, tf.string)).numpy().tolist()]

@@ -71,7 +71,7 @@ def test_degenerate_attributions_warn_with_the_usual_causes(dense_model):
 
 def test_cam_layer_errors_list_the_candidates(digits_model, dense_model, digits_data):
     x = digits_data[2][:2]
-    with pytest.raises(ValueError, match=r"layer: no layer 'conv9' in model 'digits_cnn'\. Candidates: 'conv1', 'pool1', 'conv2', 'pool2', 'conv3'"):
+    with pytest.raises(ValueError, match=r"layer: no layer 'conv9' in model 'digits_cnn'\. Pass a layer of the model, its name or its path .* Candidates: 'conv1', 'pool1', 'conv2', 'pool2', 'conv3'"):
         tek.GradCAM(digits_model, layer="conv9").explain(x)
     with pytest.raises(ValueError, match=r"layer: 'classes' has output shape \(N, 10\), not \(N, h, w, channels\) or \(N, steps, channels\)\. Choose a convolutional layer: 'conv1', 'pool1', 'conv2', 'pool2', 'conv3'"):
         tek.GradCAM(digits_model, layer="classes").explain(x)

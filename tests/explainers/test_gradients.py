@@ -141,3 +141,34 @@ def test_text_model_explained_at_the_embedding_layer():
     expected = (embeddings[tokens] - embeddings[0]) @ w / 7
     np.testing.assert_allclose(explanation.attributions, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(explanation.extras["convergence_delta"], 0, atol=1e-5)
+
+
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """The Keras Transformer tutorial's embedding: token and position embeddings added."""
+
+    def __init__(self, maxlen, vocabulary, width, **kwargs):
+        super().__init__(**kwargs)
+        self.token_emb = keras.layers.Embedding(vocabulary, width)
+        self.pos_emb = keras.layers.Embedding(maxlen, width)
+
+    def call(self, x):
+        return self.token_emb(x) + self.pos_emb(keras.ops.arange(0, keras.ops.shape(x)[-1], 1))
+
+
+def test_layer_nested_in_a_custom_layer_by_path_or_object():
+    """IG at the token embedding inside a custom layer: one value per token, exact (the
+    model is linear in it: the position embedding cancels against the baseline's)."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((6,), dtype="int32")
+    embed = TokenAndPositionEmbedding(6, 30, 4, name="token_and_position_embedding")
+    model = keras.Model(ids, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(embed(ids))))
+    tokens = np.random.default_rng(0).integers(1, 30, (3, 6)).astype(np.int32)
+    by_path = tek.IntegratedGradients(model, steps=4, layer="token_and_position_embedding/token_emb").explain(tokens, targets=0)
+    by_object = tek.IntegratedGradients(model, steps=4, layer=embed.token_emb).explain(tokens, targets=0)
+    embeddings, w = embed.token_emb.get_weights()[0], model.layers[-1].get_weights()[0][:, 0]
+    np.testing.assert_allclose(by_path.attributions, (embeddings[tokens] - embeddings[0]) @ w / 6, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(by_object.attributions, by_path.attributions)
+    with pytest.raises(ValueError, match=r"layer: no layer 'token_emb2' .* Candidates: .*'token_and_position_embedding/token_emb', 'token_and_position_embedding/pos_emb'"):
+        tek.IntegratedGradients(model, layer="token_emb2")
+    with pytest.raises(TypeError, match=r"embedding layers: 'token_and_position_embedding/token_emb', 'token_and_position_embedding/pos_emb'"):
+        tek.IntegratedGradients(model).explain(tokens)

@@ -7,6 +7,7 @@ import random
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from lime import lime_image, lime_tabular, lime_text
 from skimage import data as skdata
 from skimage.transform import resize
@@ -254,21 +255,55 @@ def test_lime_tabular_categorical_deterministic_and_errors(cancer):
 # -- texts ----------------------------------------------------------------------------------
 
 
+def _lime_reference(explainer, text, target, split_expression, num_samples, seed):
+    """lime's own LimeTextExplainer with our compiled forward as its probability function."""
+    probabilities = lambda strings: explainer.adapter.forward(explainer.adapter.prepare(list(strings)))[0]  # noqa: E731
+    reference = lime_text.LimeTextExplainer(split_expression=split_expression, random_state=seed)
+    return dict(reference.explain_instance(text, probabilities, labels=(target,), num_features=30, num_samples=num_samples).as_list(label=target))
+
+
 def test_lime_text_equals_lime_and_finds_the_sentiment_word(text_models):
     string_model = text_models[1]
     texts = ["the movie was awful and the actors", "really good plot", "quite poor movie the plot was poor"]
     explainer = LimeText(string_model, num_samples=500, seed=4, score="probabilities")
     ours = explainer.explain(texts)
-    probabilities = lambda strings: explainer.adapter.forward(explainer.encode(strings))[0]  # noqa: E731
     for i, text in enumerate(texts):
-        target = int(ours.targets[i])
-        reference = lime_text.LimeTextExplainer(random_state=4).explain_instance(text, probabilities, labels=(target,), num_features=20, num_samples=500)
-        weights = dict(reference.as_list(label=target))
+        weights = _lime_reference(explainer, text, int(ours.targets[i]), r"\W+", 500, 4)  # lime's default split: the same words here
         tokens = ours.extras["tokens"][i]
         assert tokens == text.split()
         np.testing.assert_allclose(ours.attributions[i, : len(tokens)], [weights[t] for t in tokens], atol=1e-6)
         sentiment = [t for t in tokens if t in WORDS]
         assert tokens[int(np.argmax(ours.attributions[i, : len(tokens)]))] in sentiment
+
+
+def test_lime_text_weights_sit_on_words_with_punctuation_and_html(text_models):
+    """The model's own tokens (TextVectorization: lower case, punctuation stripped, split on
+    whitespace), shown as written: each weight is lime's weight of that word, and the planted
+    word ("Great!" → "great") gets the largest weight at its position."""
+    string_model = text_models[1]
+    texts = ["<b>the</b> movie, was Great! , really", "quite <i>the</i> plot... poor, (actors)"]
+    explainer = LimeText(string_model, num_samples=400, seed=1, score="probabilities")
+    ours = explainer.explain(texts, targets=[1, 0])
+    assert ours.extras["tokens"] == [["<b>the</b>", "movie,", "was", "Great!", "really"], ["quite", "<i>the</i>", "plot...", "poor,", "(actors)"]]
+    assert ours.attributions.shape == (2, 5)
+    words = lambda text: [t.shown for t in explainer.words.tokens(text)]  # noqa: E731
+    for i, text in enumerate(texts):
+        weights = _lime_reference(explainer, text, [1, 0][i], words, 400, 1)
+        np.testing.assert_allclose(ours.attributions[i], [weights[t] for t in ours.extras["tokens"][i]], atol=1e-6)
+    assert int(np.argmax(ours.attributions[0])) == 3  # "Great!" for class 1
+    assert int(np.argmax(ours.attributions[1])) == 3  # "poor," for class 0
+
+
+def test_lime_text_takes_every_form_of_texts(text_models):
+    string_model = text_models[1]
+    texts = ["awful movie", "the plot was great", "really good", "poor actors"]
+    explainer = LimeText(string_model, num_samples=100, seed=0)
+    expected = explainer.explain(texts).attributions
+    forms = [np.array(texts), np.array(texts)[:, None], np.array(texts, dtype=object), [t.encode() for t in texts], tf.data.Dataset.from_tensor_slices(np.array(texts)[:, None]).batch(3)]
+    for form in forms:
+        explanation = explainer.explain(form)
+        assert len(explanation.targets) == 4
+        np.testing.assert_array_equal(explanation.attributions, expected)
 
 
 def test_strings_of_any_length_share_one_compiled_function(text_models):
@@ -279,22 +314,47 @@ def test_strings_of_any_length_share_one_compiled_function(text_models):
     assert len(forward) == 1 and forward[0].experimental_get_tracing_count() == 1
 
 
-def test_lime_text_token_id_model_with_tokenizer(text_models, vectorizer):
+def test_lime_text_token_id_model_with_vocabulary_or_tokenizer(text_models, vectorizer):
+    """On token ids with the vocabulary, or on texts with a tokenizer, LIME gives the string
+    model's weights (the same head): removing a word removes its id."""
     ids_model, string_model = text_models
     texts = ["awful movie", "the plot was great"]
-    with pytest.raises(TypeError, match="tokenizer: model .* takes int64 inputs"):
+    with pytest.raises(TypeError, match="vocabulary: model .* takes token ids, not strings.*vocabulary=<token strings by id>"):
         LimeText(ids_model)
-    ours = LimeText(ids_model, num_samples=200, tokenizer=lambda strings: _ids(vectorizer, strings), score="probabilities").explain(texts)
     same = LimeText(string_model, num_samples=200, score="probabilities").explain(texts)
+    ours = LimeText(ids_model, num_samples=200, tokenizer=lambda strings: _ids(vectorizer, strings), score="probabilities").explain(texts)
     np.testing.assert_allclose(ours.attributions, same.attributions, atol=1e-5)
     assert ours.attributions.shape == (2, 4) and ours.attributions[0, 2:].tolist() == [0, 0]
+    by_ids = LimeText(ids_model, num_samples=200, vocabulary=vectorizer.get_vocabulary(), score="probabilities").explain(_ids(vectorizer, texts))
+    assert by_ids.attributions.shape == (2, 12) and by_ids.extras["tokens"] == [["awful", "movie"], ["the", "plot", "was", "great"]]
+    np.testing.assert_allclose(by_ids.attributions[:, :4], same.attributions, atol=1e-5)
+    assert not by_ids.attributions[:, 4:].any()
+    with pytest.raises(TypeError, match="inputs: LimeText on token-id model .* explains token ids"):
+        LimeText(ids_model, vocabulary=vectorizer.get_vocabulary()).explain(np.ones((2, 12), np.float32))
 
 
-def test_lime_text_errors(text_models):
-    string_model = text_models[1]
-    with pytest.raises(TypeError, match="inputs: LimeText explains texts"):
+def test_lime_text_on_front_padded_ids_keeps_the_padding_in_front(text_models, vectorizer):
+    ids_model = text_models[0]
+    ids = _ids(vectorizer, ["awful movie"])
+    front = np.roll(ids, 10, axis=1)  # [0 ... 0 awful movie]
+    explainer = LimeText(ids_model, num_samples=50, vocabulary=vectorizer.get_vocabulary())
+    from tf_explain_kit.explainers.lime import _Document
+
+    document = _Document.of_ids(front[0], explainer.words, 0)
+    rows = document.perturbed(np.array([[True, False], [False, True]]))
+    assert rows[:, :10].tolist() == [[0] * 10] * 2 and rows[:, 10:].tolist() == [[0, ids[0, 0]], [0, ids[0, 1]]]
+    assert document.shown[10:] == ["awful", "movie"]
+
+
+def test_lime_text_errors(text_models, vectorizer):
+    ids_model, string_model = text_models
+    with pytest.raises(TypeError, match="inputs: model input .* takes strings, got int64"):
         LimeText(string_model).explain(np.array([[3, 4, 5]]))
-    with pytest.raises(ValueError, match="tokenizer: this model takes strings"):
+    with pytest.raises(ValueError, match="tokenizer: model .* takes strings and tokenises them itself"):
         LimeText(string_model, tokenizer=str.split)
-    with pytest.raises(ValueError, match="has no words"):
+    with pytest.raises(ValueError, match="vocabulary: model .* takes strings"):
+        LimeText(string_model, vocabulary=["", "[UNK]"])
+    with pytest.raises(TypeError, match="inputs: model input .* takes int64 \\(token ids\\), got strings"):
+        LimeText(ids_model, vocabulary=vectorizer.get_vocabulary()).explain(["awful movie"])
+    with pytest.raises(ValueError, match="has no tokens"):
         LimeText(string_model, num_samples=10, score="probabilities").explain(["..."])

@@ -10,8 +10,9 @@ import keras
 import numpy as np
 
 from ..explanation import Explanation
-from ..model import GradientPass, Inputs, ModelAdapter, embedding_layers, flat_inputs, num_samples
+from ..model import GradientPass, Inputs, ModelAdapter, embedding_layers, flat_inputs, num_samples, path_of
 from ..targets import request, resolve
+from ..text import as_texts, is_text, per_token, shown_tokens
 
 _CAUSES = (
     "Usual causes: inputs not normalised the way the model was trained (saturated ReLUs or softmax), "
@@ -95,12 +96,28 @@ def _warn_if_degenerate(method: str, attributions: Any) -> None:
 
 
 def require_float_inputs(x: Inputs, adapter: ModelAdapter, method: str) -> None:
-    """Gradients with respect to token ids do not exist: point to ``layer=``."""
+    """Gradients with respect to token ids or strings do not exist: point to ``layer=``."""
     if all(a.dtype.kind == "f" for a in flat_inputs(x)):
         return
-    embeddings = [l.name for l in embedding_layers(adapter.model)]
+    embeddings = [path_of(adapter.model, l) for l in embedding_layers(adapter.model)]
     hint = f" (this model's embedding layers: {', '.join(map(repr, embeddings))})" if embeddings else ""
+    received = "strings" if any(is_text(a) for a in flat_inputs(x)) else "integer inputs (token ids?)"
     raise TypeError(
-        f"inputs: {method} needs float inputs, got integer inputs (token ids?). Explain at the embedding layer instead: "
+        f"inputs: {method} needs float inputs, got {received}. Explain at the embedding layer instead: "
         f"IntegratedGradients(model, layer=<embedding layer name>){hint}."
     )
+
+
+def per_token_at(adapter: ModelAdapter, layer: keras.layers.Layer | None, x: Inputs, attributions: Any) -> tuple[Any, dict]:
+    """Attributions at an ``Embedding`` summed over its width: one value per token. For a
+    model that takes strings, its positions become the texts' shown tokens ``(N, T)``
+    (padding dropped; ``extras["tokens"]``, see :mod:`tf_explain_kit.text`)."""
+    if not isinstance(layer, keras.layers.Embedding):
+        return attributions, {}
+    attributions = attributions.sum(axis=-1)
+    first = flat_inputs(x)[0]
+    if not is_text(first):
+        return attributions, {}
+    adapter.tokenizer.check(as_texts(first))
+    tokens = shown_tokens(x, adapter.tokenizer)
+    return per_token(attributions, tokens), {"tokens": tokens}

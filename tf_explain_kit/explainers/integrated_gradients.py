@@ -11,7 +11,8 @@ import numpy as np
 from ..checks import count
 from ..imaging import blur
 from ..model import Inputs, concat_batches, flat_inputs, map_inputs, num_samples, take
-from .base import Explainer, require_float_inputs
+from ..text import is_text
+from .base import Explainer, per_token_at, require_float_inputs
 
 BASELINES = ("zeros", "blur", "uniform")
 INTEGRATIONS = ("gauss_legendre", "riemann_midpoint", "riemann_trapezoid")
@@ -36,12 +37,14 @@ class IntegratedGradients(Explainer):
 
     Args:
         steps: points on the straight path from the baseline to the input.
-        baseline: ``"zeros"``, ``"blur"`` (Gaussian-blurred input), ``"uniform"`` (seeded
+        baseline: ``"zeros"`` (for strings: the empty text), ``"blur"`` (Gaussian-blurred input), ``"uniform"`` (seeded
             noise in each sample's value range), an array (one sample or one per sample), or
             a callable ``inputs -> baselines``.
         layer: attribute at this layer's output instead of the input (name or layer). For
             an ``Embedding`` layer the result is summed over the embedding axis: one value
-            per token. Integer inputs (token ids) need it.
+            per token (for a model that takes strings, per shown token, see
+            :mod:`tf_explain_kit.text`). Integer inputs (token ids) and strings need it. A layer
+            inside a custom layer is named by its path, ``"outer/inner"``.
         integration: ``"gauss_legendre"`` (default), ``"riemann_midpoint"`` or
             ``"riemann_trapezoid"``.
 
@@ -83,6 +86,8 @@ class IntegratedGradients(Explainer):
         return map_inputs(lambda a, base: np.asarray(base, a.dtype), x, b)
 
     def _named_baseline(self, a: np.ndarray) -> np.ndarray:
+        if self.baseline == "zeros" and is_text(a):
+            return np.full(a.shape, "", object)  # the empty text: all padding
         if self.baseline == "zeros":
             return np.zeros_like(a)
         if a.dtype.kind != "f":
@@ -105,16 +110,14 @@ class IntegratedGradients(Explainer):
         else:
             start, end = self.adapter.layer_output(b, self.layer), self.adapter.layer_output(x, self.layer)
             gradients = lambda xs, ws, points: self.adapter.gradients_at_layer(xs, ws, self.layer, points)[0]  # noqa: E731
-        attributions = self._integrate(x, weights, start, end, gradients)
-        if isinstance(self.layer, keras.layers.Embedding):
-            attributions = attributions.sum(axis=-1)
+        attributions, tokens = per_token_at(self.adapter, self.layer, x, self._integrate(x, weights, start, end, gradients))
         _, both = self.adapter.forward(concat_batches([b, x]))  # one call for both ends of the path
         base_scores, scores = np.split(both, 2)
         difference = ((scores - base_scores) * weights).sum(axis=1)
         total = sum(a.reshape(len(a), -1).sum(axis=1) for a in flat_inputs(attributions))
         delta = total - difference
         self._warn_on_delta(delta, difference)
-        return attributions, {"convergence_delta": delta, "baseline_score": (base_scores * weights).sum(axis=1)}
+        return attributions, {"convergence_delta": delta, "baseline_score": (base_scores * weights).sum(axis=1), **tokens}
 
     def _integrate(self, x: Inputs, weights: np.ndarray, start: Inputs, end: Inputs, gradients: Callable) -> Inputs:
         """(end − start) × the quadrature of the gradients along the straight path."""

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import keras
 import numpy as np
-from lime import lime_base, lime_tabular, lime_text
+from lime import lime_base, lime_tabular
 from sklearn.metrics import pairwise_distances
 
+from .. import text
 from ..checks import count
 from ..explanation import Explanation
 from ..model import Inputs, flat_inputs, image_position, map_inputs, num_samples
@@ -377,20 +378,31 @@ def _mode(a: np.ndarray) -> np.ndarray:
 
 
 class LimeText(Explainer):
-    """lime's ``LimeTextExplainer`` (words removed, bag of words) with the compiled forward.
+    """lime's ``LimeTextExplainer`` (tokens removed, bag of words) on the compiled forward.
+
+    The tokens are the model's own (:mod:`tf_explain_kit.text`): for a model that takes
+    strings, its ``TextVectorization``'s standardisation, split and length; for a token-id
+    model, the ids (with ``vocabulary``) or, with ``tokenizer``, whitespace words of texts.
+    Each perturbed text drops the removed tokens from the text (as lime does; what follows
+    the model's last token is cut, so nothing new moves into view), or drops their ids.
+    The random draws, distances, kernel and ridge fit are lime's: with lime splitting on the
+    same tokens and the same seed the weights are lime's.
 
     Args:
         num_samples: perturbed texts per explained text.
         seed: each text is explained as ``LimeTextExplainer(random_state=seed)`` would.
-        tokenizer: for a model on token ids: a callable mapping a list of strings to an
-            ``(n, T)`` int array of ids (for example an adapted
-            ``keras.layers.TextVectorization``). Leave None for a model taking strings.
-        split_expression: how lime splits a text into the words it removes.
+        vocabulary: for a token-id model: token strings by id (id 0 padding), for example
+            ``TextVectorization.get_vocabulary()``; ``explain`` then takes the ids.
+        tokenizer: for a token-id model explained on texts: a callable mapping a list of
+            strings to an ``(n, T)`` int array of ids (for example an adapted
+            ``TextVectorization``); ``explain`` then takes texts.
+        kernel_width: lime's kernel width on the cosine distance × 100 (lime's 25).
 
-    ``explain`` takes a list of strings. Attributions are ``(N, T)``: one weight per word
-    occurrence, ``T`` the longest text's word count, zero-padded; ``extras["tokens"]``
-    lists each text's words. ``extras`` also hold ``intercept``, ``r2`` and
-    ``local_prediction``.
+    ``explain`` takes texts (a list of str or bytes, an array ``(N,)`` or ``(N, 1)``, a
+    ``tf.data`` dataset) or token ids ``(N, T)``. Attributions: per shown token ``(N, T)``
+    for texts (``T`` the most tokens of a text, zero-padded), per position for ids (zero at
+    padding); ``extras["tokens"]`` lists each sample's shown tokens. ``extras`` also hold
+    ``intercept``, ``r2`` and ``local_prediction``.
     """
 
     method = "lime_text"
@@ -400,66 +412,131 @@ class LimeText(Explainer):
         model: keras.Model,
         num_samples: int = 1000,
         seed: int = 0,
+        vocabulary: Sequence[str] | None = None,
         tokenizer: Callable[[list[str]], Any] | None = None,
-        split_expression: str = r"\W+",
+        kernel_width: float = 25.0,
         **options: Any,
     ):
         super().__init__(model, **options)
         if tokenizer is not None and not callable(tokenizer):
             raise TypeError(f"tokenizer: expected None or a callable list[str] -> (n, T) int token ids, got {type(tokenizer).__name__}.")
-        spec = keras.tree.flatten(model.inputs)[0] if getattr(model, "inputs", None) else None
-        takes_strings = spec is not None and "string" in str(spec.dtype)
-        if takes_strings and tokenizer is not None:
-            raise ValueError("tokenizer: this model takes strings itself (its input dtype is string); leave tokenizer=None.")
-        if spec is not None and not takes_strings and tokenizer is None:
+        if vocabulary is not None and (isinstance(vocabulary, str) or not all(isinstance(t, (str, bytes)) for t in vocabulary)):
+            raise TypeError(f"vocabulary: expected the token strings by id (a list of str), got {type(vocabulary).__name__}.")
+        self.takes_strings = text.takes_strings(model)
+        if self.takes_strings and (tokenizer is not None or vocabulary is not None):
+            given = "tokenizer" if tokenizer is not None else "vocabulary"
+            raise ValueError(f"{given}: model '{model.name}' takes strings and tokenises them itself (its TextVectorization); leave {given}=None.")
+        if not self.takes_strings and tokenizer is None and vocabulary is None:
             raise TypeError(
-                f"tokenizer: model '{model.name}' takes {spec.dtype} inputs (token ids?), not strings, so LimeText needs a tokenizer: "
-                "pass tokenizer=<callable list[str] -> (n, T) int ids>, for example the adapted TextVectorization layer."
+                f"vocabulary: model '{model.name}' takes token ids, not strings, so LimeText needs to know the tokens: pass "
+                "vocabulary=<token strings by id> (for example TextVectorization.get_vocabulary()) to explain ids, or "
+                "tokenizer=<callable list[str] -> (n, T) int ids> to explain texts."
             )
         self.num_samples = count(num_samples, "num_samples", minimum=2)
         self.seed = _check_seed(seed)
         self.tokenizer = tokenizer
-        self.split_expression = split_expression
-        self._string_shape = tuple(spec.shape[1:]) if takes_strings else ()
-        self._texts: list[str] = []
+        self.kernel_width = float(kernel_width)
+        self.words = self.adapter.tokenizer if self.takes_strings else text.Tokenizer(vocabulary=vocabulary)
+        self._documents: list[_Document] = []
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """The model's input for ``texts``: strings shaped as the model's input, or token ids."""
-        if self.tokenizer is not None:
-            return np.asarray(self.tokenizer(list(texts)))
-        return np.asarray(list(texts), dtype=object).reshape((len(texts),) + tuple(d or 1 for d in self._string_shape))
-
-    def explain(self, inputs: str | Sequence[str], targets: Any = None, contrast: Any = None) -> Explanation:
-        """Explain a list of strings (see :meth:`Explainer.explain`)."""
-        texts = list(np.asarray(inputs, dtype=object).ravel()) if isinstance(inputs, (list, tuple, np.ndarray)) else [inputs]
-        if not texts or not all(isinstance(t, str) for t in texts):
-            received = f"{type(inputs).__name__} of {len(texts)} item(s) of type(s) {sorted({type(t).__name__ for t in texts})}"
-            raise TypeError(f"inputs: LimeText explains texts, a list of strings; got {received}. Pass the raw texts (not token ids or numbers): the tokenizer turns them into ids.")
-        self._texts = texts
+    def explain(self, inputs: Any, targets: Any = None, contrast: Any = None) -> Explanation:
+        """Explain texts or token ids (see the class docstring and :meth:`Explainer.explain`)."""
+        if self.takes_strings:
+            x = self.adapter.prepare(inputs)
+            texts = text.as_texts(x)
+            self.words.check(texts)
+            documents = [_Document.of_text(t, self.words.tokens(t), i) for i, t in enumerate(texts)]
+        elif self.tokenizer is not None:
+            texts = text.as_texts(inputs)
+            x = self.adapter.prepare(np.asarray(self.tokenizer(texts)))
+            documents = [_Document.of_text(t, self.words.tokens(t), i) for i, t in enumerate(texts)]
+        else:
+            x = self.adapter.prepare(inputs)
+            if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu" or x.ndim != 2:
+                raise TypeError(f"inputs: LimeText on token-id model '{self.model.name}' explains token ids (N, T), got {getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', '?')}.")
+            documents = [_Document.of_ids(row, self.words, i) for i, row in enumerate(x)]
+        self._documents = documents
         try:
-            return super().explain(self.encode(texts), targets, contrast)
+            return super().explain(x, targets, contrast)
         finally:
-            self._texts = []
+            self._documents = []
+
+    def _model_inputs(self, rows: list) -> np.ndarray:
+        """Perturbed texts (or id rows) as the model takes them."""
+        if isinstance(rows[0], np.ndarray):
+            return np.concatenate(rows)
+        texts = [t for part in rows for t in part]
+        return self.adapter.prepare(np.asarray(self.tokenizer(texts))) if self.tokenizer is not None else self.adapter.prepare(texts)
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[np.ndarray, dict]:
-        rows: list[np.ndarray] = []
-        tokens: list[list[str]] = []
-        facts = {key: np.empty(len(self._texts)) for key in ("intercept", "r2", "local_prediction")}
-        for i, text in enumerate(self._texts):
-            predict = lambda strings, w=weights[i]: _explained(self.adapter.forward(self.encode(strings))[1], w)[:, None]  # noqa: E731
-            with preserved_global_state():
-                explainer = lime_text.LimeTextExplainer(split_expression=self.split_expression, feature_selection="none", random_state=np.random.RandomState(self.seed))
-                words = lime_text.IndexedString(text, split_expression=self.split_expression).num_words()
-                if words == 0:
-                    raise ValueError(f"inputs: text {i} ({text[:40]!r}) has no words to remove (split by {self.split_expression!r}). Explain non-empty texts.")
-                exp = explainer.explain_instance(text, predict, labels=(0,), num_features=words, num_samples=self.num_samples)
-            indexed = exp.domain_mapper.indexed_string
-            coef = dict(exp.local_exp[0])
-            occurrences = sorted((position, word) for word in range(indexed.num_words()) for position in indexed.positions[word])
-            tokens.append([indexed.as_list[position] for position, _ in occurrences])
-            rows.append(np.array([coef[word] for _, word in occurrences]))
-            facts["intercept"][i], facts["r2"][i], facts["local_prediction"][i] = exp.intercept[0], exp.score, np.ravel(exp.local_pred)[0]
-        attributions = np.zeros((len(rows), max(len(r) for r in rows)), np.float32)
-        for i, row in enumerate(rows):
-            attributions[i, : len(row)] = row
-        return attributions, {"tokens": tokens, **facts}
+        p, draws = self.num_samples, []
+        for document in self._documents:
+            if not len(document.features):
+                raise ValueError(f"inputs: sample {document.index} ({document.source!r}) has no tokens the model looks up. Explain texts with at least one token.")
+            draws.append(self._masks(int(document.features.max()) + 1))
+        keeps = [data[:, d.features] for data, d in zip(draws, self._documents)]
+        scores = self.adapter.forward(self._model_inputs([d.perturbed(keep.astype(bool)) for d, keep in zip(self._documents, keeps)]))[1]
+        owners = np.repeat(np.arange(len(draws)), p)
+        labels = _explained(scores, weights[owners])
+        width = max(d.width for d in self._documents)
+        attributions = np.zeros((len(draws), width), np.float32)
+        facts = {key: np.empty(len(draws)) for key in ("intercept", "r2", "local_prediction")}
+        kernel = partial(lime_kernel, kernel_width=self.kernel_width)
+        for i, (data, document) in enumerate(zip(draws, self._documents)):
+            distances = pairwise_distances(data, data[:1], metric="cosine").ravel() * 100
+            base = lime_base.LimeBase(kernel, random_state=np.random.RandomState(self.seed))
+            coef, facts["intercept"][i], facts["r2"][i], facts["local_prediction"][i] = _fit(base, data, labels[i * p : (i + 1) * p], distances)
+            attributions[i, document.columns] = coef[document.features]
+        return attributions, {"tokens": [d.shown for d in self._documents], **facts}
+
+    def _masks(self, words: int) -> np.ndarray:
+        """``(num_samples, words)`` 0/1 rows: lime's ``__data_labels_distances`` draws."""
+        random_state = np.random.RandomState(self.seed)
+        sizes = random_state.randint(1, words + 1, self.num_samples - 1)
+        data = np.ones((self.num_samples, words))
+        for i, size in enumerate(sizes, start=1):
+            data[i, random_state.choice(range(words), size, replace=False)] = 0
+        return data
+
+
+class _Document(NamedTuple):
+    """One explained sample as LIME sees it: its tokens, lime's words, how to perturb it."""
+
+    index: int
+    source: Any  # the text or the row of ids
+    tokens: list  # text.Token per token (texts) or the token positions (ids)
+    shown: list[str]  # the sample's tokens as shown (ids: one per position up to the last token)
+    features: np.ndarray  # lime's word (distinct shown token, first-occurrence order) of each token
+    columns: np.ndarray  # the attribution column of each token
+    width: int  # attribution columns this sample needs
+
+    @classmethod
+    def of_text(cls, source: str, tokens: list, index: int) -> "_Document":
+        shown = [t.shown for t in tokens]
+        return cls(index, source, tokens, shown, _words(shown), np.arange(len(tokens)), len(tokens))
+
+    @classmethod
+    def of_ids(cls, row: np.ndarray, words: text.Tokenizer, index: int) -> "_Document":
+        positions = np.flatnonzero(row)
+        return cls(index, row, positions.tolist(), words.words(row), _words(row[positions].tolist()), positions, len(row))
+
+    def perturbed(self, keep: np.ndarray) -> Any:
+        """The sample with the tokens not kept (``keep``: ``(P, tokens)`` bool) removed."""
+        if isinstance(self.source, str):
+            return text.without(self.source, self.tokens, keep)
+        row, positions = self.source, np.asarray(self.tokens)
+        values = np.where(keep, row[positions], 0)
+        right = row[0] == 0 and row[-1] != 0  # padded in front: keep the tokens at the end
+        packed = np.take_along_axis(values, np.argsort(keep if right else ~keep, axis=1, kind="stable"), axis=1)
+        out = np.zeros((len(keep), len(row)), row.dtype)
+        if right:
+            out[:, len(row) - len(positions) :] = packed
+        else:
+            out[:, : len(positions)] = packed
+        return out
+
+
+def _words(tokens: list) -> np.ndarray:
+    """lime's bag of words: each token's word id, words numbered by first occurrence."""
+    first: dict = {}
+    return np.array([first.setdefault(t, len(first)) for t in tokens], np.int64)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import keras
 
-from ..model import Inputs, embedding_layers, take
+from ..model import Inputs, embedding_layers, path_of, take
 from .base import Explainer
 from .cam import GradCAM, GradCAMPlusPlus
 from .deeplift import DeepLift
@@ -30,7 +30,7 @@ def _embedding(model: keras.Model, kind: str) -> dict:
     if kind != "text":
         return {}
     embeddings = embedding_layers(model)
-    return {"layer": embeddings[0].name} if embeddings else {}
+    return {"layer": path_of(model, embeddings[0])} if embeddings else {}
 
 
 def _background(data: Inputs) -> Inputs:

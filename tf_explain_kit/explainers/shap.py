@@ -17,12 +17,12 @@ import keras
 import numpy as np
 import shap
 
+from .. import text
 from ..checks import count
-from ..explanation import Explanation
 from ..model import GradientPass, Inputs, ModelAdapter, concat_batches, flat_inputs, map_inputs, num_samples, take
 from ..rng import preserved_global_state
 from ..targets import resolve
-from .base import Explainer, OnePassExplainer, require_float_inputs
+from .base import Explainer, OnePassExplainer, per_token_at, require_float_inputs
 from .deeplift import DeepLiftPasses, summation_gap
 from .groups import input_groups, spread
 
@@ -53,11 +53,6 @@ def _background(adapter: ModelAdapter, background: Any) -> Inputs:
     return adapter.prepare(background, name="background")
 
 
-def _reject_strings(x: Inputs, method: str) -> None:
-    if any(a.dtype.kind in "OSU" for a in flat_inputs(x)):
-        raise TypeError(f"inputs: {method} masks numeric features and got strings. For a model that takes raw text use PartitionShap(model), which masks tokens of the strings; or pass token ids.")
-
-
 def _explained(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (scores * weights).sum(axis=-1)
 
@@ -71,41 +66,55 @@ class GradientShap(Explainer):
     ``(x − b) · ∇score(b + t (x − b))``. Its sum equals ``score(x) − E[score(background)]``
     in expectation; ``extras["convergence_delta"]`` reports the Monte Carlo gap and
     ``extras["base_values"]`` the background's mean score.
+
+    ``layer``: attribute at this layer's output (name, path or layer; ``x`` and ``b`` are then
+    the layer's outputs for the input and the background row), as ``shap.GradientExplainer``
+    does with a ``(model, layer)`` pair. At an ``Embedding`` the result is one value per
+    token (for a model that takes strings, per shown token, :mod:`tf_explain_kit.text`);
+    token ids and strings need it.
     """
 
     method = "gradient_shap"
 
-    def __init__(self, model: keras.Model, background: Inputs, samples: int = 200, seed: int = 0, **options: Any):
+    def __init__(self, model: keras.Model, background: Inputs, samples: int = 200, seed: int = 0, layer: str | keras.layers.Layer | None = None, **options: Any):
         super().__init__(model, **options)
         self.samples = count(samples, "samples", hint="draws per input; 200 is shap's default")
         self.background = _background(self.adapter, background)
         self.seed = seed
+        self.layer = None if layer is None else self.adapter.find_layer(layer)
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
-        require_float_inputs(x, self.adapter, "GradientShap")
+        if self.layer is None:
+            require_float_inputs(x, self.adapter, "GradientShap without layer=")
+            ends, starts = x, self.background
+            gradients = lambda rows, ws, points: self.adapter.gradients(points, ws).grads  # noqa: E731
+        else:
+            ends, starts = self.adapter.layer_output(x, self.layer), self.adapter.layer_output(self.background, self.layer)
+            gradients = lambda rows, ws, points: self.adapter.gradients_at_layer(take(x, rows), ws, self.layer, points)[0]  # noqa: E731
         n, s, rows = num_samples(x), self.samples, num_samples(self.background)
         rng = np.random.default_rng(self.seed)
         picks, ts = rng.integers(0, rows, (n, s)), rng.random((n, s), np.float32)
         pairs = np.arange(n * s)
-        totals = map_inputs(lambda a: np.zeros(a.shape, np.float64), x)
-        per_call = self.adapter.default_batch_size(x)
+        totals = map_inputs(lambda a: np.zeros(a.shape, np.float64), ends)
+        per_call = self.adapter.default_batch_size(ends)
         for i in range(0, n * s, per_call):
             idx = pairs[i : i + per_call]
             sample = idx // s
             t = ts.reshape(-1)[idx]
-            start, end = take(self.background, picks.reshape(-1)[idx]), take(x, sample)
+            start, end = take(starts, picks.reshape(-1)[idx]), take(ends, sample)
             delta = map_inputs(lambda lo, hi: hi - lo, start, end)
             points = map_inputs(lambda lo, d: lo + t.reshape((-1,) + (1,) * (d.ndim - 1)) * d, start, delta)
-            grads = self.adapter.gradients(points, weights[sample]).grads
+            grads = gradients(sample, weights[sample], points)
             owners, first = np.unique(sample, return_index=True)  # pairs come in sample order
             for total, g, d in zip(flat_inputs(totals), flat_inputs(grads), flat_inputs(delta)):
                 total[owners] += np.add.reduceat(g * d, first, axis=0)
         attributions = map_inputs(lambda total: (total / s).astype(np.float32), totals)
+        attributions, tokens = per_token_at(self.adapter, self.layer, x, attributions)
         _, both = self.adapter.forward(concat_batches([x, self.background]))  # one call for both
         scores, background_scores = both[:n], both[n:]
         base = weights @ background_scores.mean(axis=0)
         total = sum(a.reshape(n, -1).sum(axis=1) for a in flat_inputs(attributions))
-        return attributions, {"base_values": base, "convergence_delta": total - (_explained(scores, weights) - base)}
+        return attributions, {"base_values": base, "convergence_delta": total - (_explained(scores, weights) - base), **tokens}
 
 
 # -- DeepShap ----------------------------------------------------------------------------------
@@ -247,8 +256,14 @@ class KernelShap(Explainer):
     one group). Attributions have the inputs' structure and shapes (elements in no group:
     0); ``extras["group_names"]`` names the columns of ``extras["shap_values"]``.
 
+    For a model that takes strings the players are each text's tokens, the model's own
+    (:mod:`tf_explain_kit.text`); a hidden token is removed from the text (``background``
+    None, the base value is the empty text's score). Attributions are ``(N, T)`` per shown
+    token, zero-padded; ``extras["tokens"]`` lists them.
+
     Args:
-        background: reference rows ``(B, ...)``, e.g. training samples or a fill image.
+        background: reference rows ``(B, ...)``, e.g. training samples or a fill image
+            (None for a model that takes strings).
         nsamples: coalitions per input; ``"auto"`` is shap's ``2 M + 2048``, capped at all
             ``2**M − 2`` coalitions, which gives exact Shapley values. Every player is kept
             (no L1 feature selection).
@@ -279,8 +294,17 @@ class KernelShap(Explainer):
             raise TypeError(f"groups: expected None, an int label array, a callable inputs -> labels or (several inputs) a dict {{name: input or (input, indices)}}, got {type(groups).__name__}.")
         self.nsamples, self.seed, self.groups = nsamples, seed, groups
         self._designs: dict[int, Design] = {}
+        self.takes_strings = text.takes_strings(model)
+        if self.takes_strings:  # players are tokens: a hidden token is removed from the text
+            if background is not None or groups is not None:
+                raise ValueError(
+                    f"{'background' if background is not None else 'groups'}: model '{model.name}' takes strings; KernelShap plays its tokens "
+                    "(the model's own, see tf_explain_kit.text) and hides a token by removing it from the text, so the base value is the "
+                    "empty text's score. Pass background=None and groups=None."
+                )
+            self.background = None
+            return
         background = _background(self.adapter, background)
-        _reject_strings(background, "KernelShap")
         if isinstance(background, np.ndarray) and isinstance(groups, Mapping):
             raise TypeError("groups: a dict of named input groups is for models with several inputs; for one input pass an int label array.")
         if not isinstance(background, np.ndarray):
@@ -315,7 +339,8 @@ class KernelShap(Explainer):
         return labels
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
-        _reject_strings(x, "KernelShap")
+        if self.takes_strings:
+            return self._attribute_tokens(x, weights)
         n = num_samples(x)
         if isinstance(x, np.ndarray):
             labels = self.labels(x)
@@ -349,6 +374,25 @@ class KernelShap(Explainer):
         phis = [shapley_values(d, values[start + 2 : start + size], f, f0).astype(np.float32) for d, start, size, f, f0 in zip(designs, starts, sizes, fx, fnull)]
         return phis, fnull
 
+    def _attribute_tokens(self, x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Shapley values of each text's tokens, a hidden token removed from the text."""
+        texts = text.as_texts(x)
+        self.adapter.tokenizer.check(texts)
+        tokens = [self.adapter.tokenizer.tokens(t) for t in texts]
+        empty = [i for i, t in enumerate(tokens) if not t]
+        if empty:
+            raise ValueError(f"inputs: texts {empty[:10]} have no tokens the model looks up (for example {texts[empty[0]][:40]!r}). Explain texts with at least one token.")
+
+        def scores(masks: np.ndarray, owners: np.ndarray) -> np.ndarray:
+            strings = [s for i, (t, found) in enumerate(zip(texts, tokens)) for s in text.without(t, found, masks[owners == i, : len(found)])]
+            return self.adapter.forward(self.adapter.prepare(strings))[1]
+
+        phis, fnull = self._shapley([len(t) for t in tokens], scores, weights)
+        attributions = np.zeros((len(texts), max(len(t) for t in tokens)), np.float32)
+        for row, phi in zip(attributions, phis):
+            row[: len(phi)] = phi
+        return attributions, {"base_values": fnull, "tokens": [[t.shown for t in found] for found in tokens]}
+
     def _design(self, m: int) -> Design:
         """Coalitions for ``m`` players: drawn once per ``(seed, m)`` and reused by every
         sample and call with as many players."""
@@ -373,11 +417,11 @@ class PartitionShap(Explainer):
     cell with its feature's mean over time. Attributions are ``(N, T, F)``, one value per
     cell, summing to ``f(x) − f(all hidden)``.
 
-    Text: for a model that takes strings (e.g. one starting with ``TextVectorization``),
-    ``shap.maskers.Text`` with ``tokenizer`` (default: shap's split on ``\\W+``, or a
-    Hugging Face-style tokenizer) and ``mask_token`` (shap's default). Attributions are
-    ``(N, T)`` per token, zero-padded to the longest text; ``extras["tokens"]`` lists each
-    sample's tokens.
+    Text: for a model that takes strings (e.g. one with a ``TextVectorization`` inside),
+    ``shap.maskers.Text`` over the model's own tokens (:mod:`tf_explain_kit.text`), a
+    hidden token removed from the text (``mask_token`` None), or over a Hugging Face-style
+    ``tokenizer``'s tokens with its ``mask_token``. Attributions are ``(N, T)`` per shown
+    token, zero-padded to the longest text; ``extras["tokens"]`` lists each sample's tokens.
 
     Partition SHAP is deterministic; ``seed`` is kept for a uniform API.
     """
@@ -392,46 +436,57 @@ class PartitionShap(Explainer):
             raise ValueError(f"fill: expected 'mean', a number or an array of the image's shape, got {fill!r} (OpenCV fills such as blur/inpaint are not used).")
         self.seed, self.fill, self.tokenizer, self.mask_token = seed, fill, tokenizer, mask_token
 
-    def explain(self, inputs: Inputs, targets: Any = None, contrast: Any = None) -> Explanation:
-        try:
-            takes_text = any(str(t.dtype) == "string" for t in keras.tree.flatten(self.model.inputs))
-        except (AttributeError, ValueError):
-            takes_text = False
-        if takes_text and np.asarray(inputs).dtype.kind not in "OSU":
-            raise TypeError(f"inputs: this model takes strings, got {np.asarray(inputs).dtype} numbers of shape {np.shape(inputs)}. Pass the raw texts as an array of strings, shape (N,).")
-        return super().explain(inputs, targets, contrast)
-
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
         if not isinstance(x, np.ndarray):
             raise TypeError("inputs: PartitionShap explains single-input models (one image or one text array).")
-        text = x.dtype.kind in "OSU"
-        if not text and (x.ndim not in (3, 4) or x.dtype.kind != "f"):
+        strings = text.is_text(x)
+        if not strings and (x.ndim not in (3, 4) or x.dtype.kind != "f"):
             raise ValueError(f"inputs: PartitionShap needs float images (N, H, W, C), series (N, T, F) or an array of strings (N,), got {x.dtype} {x.shape}. For tabular data use KernelShap.")
-        series = not text and x.ndim == 3
-        results = [self._explain_one(x[i, ..., None] if series else x[i], weights[i], text, (0,) if series else (0, 1), x.shape[1:]) for i in range(len(x))]
+        series = not strings and x.ndim == 3
+        samples = text.as_texts(x) if strings else [x[i, ..., None] if series else x[i] for i in range(len(x))]
+        if strings and self.tokenizer is None:
+            self.adapter.tokenizer.check(samples)
+        results = [self._explain_one(sample, w, strings, (0,) if series else (0, 1), x.shape[1:]) for sample, w in zip(samples, weights)]
         base = np.array([r.base_values for r in results], np.float64).reshape(-1)
-        if not text:
+        if not strings:
             return np.stack([r.values for r in results]).reshape(x.shape).astype(np.float32), {"base_values": base}
         longest = max(len(r.values) for r in results)
         attributions = np.zeros((len(x), longest), np.float32)
         for row, r in zip(attributions, results):
             row[: len(r.values)] = r.values
-        return attributions, {"base_values": base, "tokens": [list(r.data) for r in results]}
+        tokens = self.adapter.tokenizer.shown(samples) if self.tokenizer is None else [list(r.data) for r in results]
+        return attributions, {"base_values": base, "tokens": tokens}
 
-    def _explain_one(self, sample: np.ndarray, weights: np.ndarray, text: bool, mean_axes: tuple[int, ...] = (0, 1), shape: tuple[int, ...] = ()) -> Any:
+    def _explain_one(self, sample: Any, weights: np.ndarray, strings: bool, mean_axes: tuple[int, ...] = (0, 1), shape: tuple[int, ...] = ()) -> Any:
         """One sample through shap. A series is masked as a one-channel ``(T, F, 1)`` image:
         ``shape`` is the model's sample shape, ``mean_axes`` what ``fill="mean"`` averages."""
 
         def score(batch: Any) -> np.ndarray:
-            batch = np.asarray(list(batch), dtype=object).astype(str) if text else np.asarray(batch, np.float32).reshape((-1,) + tuple(shape))
+            batch = self.adapter.prepare([str(t) for t in batch]) if strings else np.asarray(batch, np.float32).reshape((-1,) + tuple(shape))
             return self.adapter.forward(batch)[1] @ weights
 
-        if text:
-            tokenizer = shap.maskers.Text(self.tokenizer, mask_token=self.mask_token)
-            masker, data = tokenizer, [str(sample)]
+        if strings:
+            tokenizer = _ShapTokenizer(self.adapter.tokenizer) if self.tokenizer is None else self.tokenizer
+            mask_token = self.mask_token if self.mask_token is not None or self.tokenizer is not None else " "
+            masker, data = shap.maskers.Text(tokenizer, mask_token=mask_token), [sample]
         else:
             value = sample.mean(axis=mean_axes, keepdims=True) * np.ones_like(sample) if isinstance(self.fill, str) else np.broadcast_to(np.asarray(self.fill, np.float32), shape).reshape(sample.shape)
             masker, data = shap.maskers.Image(np.asarray(value, np.float32), sample.shape), sample[None]
         with preserved_global_state():
             explainer = shap.PartitionExplainer(score, masker)
-            return explainer(data, max_evals=self.max_evals, batch_size=self.adapter.default_batch_size(sample[None]) if not text else 256, silent=True)[0]
+            return explainer(data, max_evals=self.max_evals, batch_size=self.adapter.default_batch_size(sample[None]) if not strings else 256, silent=True)[0]
+
+
+class _ShapTokenizer:
+    """The model's tokens (:mod:`tf_explain_kit.text`) in the form ``shap.maskers.Text`` asks
+    a tokenizer for: the tokens as ``input_ids`` with their ``offset_mapping``. A text
+    without tokens is one piece (shap asks for the id of its mask token, ``" "``)."""
+
+    def __init__(self, tokenizer: text.Tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, s: str, return_offsets_mapping: bool = True) -> dict:
+        tokens = self.tokenizer.tokens(s)
+        if not tokens and s:
+            return {"input_ids": [s], "offset_mapping": [(0, len(s))]}
+        return {"input_ids": [t.shown for t in tokens], "offset_mapping": [(t.start, t.end) for t in tokens]}
