@@ -156,8 +156,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
 
 def test_layer_nested_in_a_custom_layer_by_path_or_object():
-    """IG at the token embedding inside a custom layer: one value per token, exact (the
-    model is linear in it: the position embedding cancels against the baseline's)."""
+    """IG and expected gradients at the token embedding inside a custom layer: one value per
+    token, exact (the model is linear in it: the position embedding cancels against the
+    baseline's)."""
     keras.utils.set_random_seed(0)
     ids = keras.Input((6,), dtype="int32")
     embed = TokenAndPositionEmbedding(6, 30, 4, name="token_and_position_embedding")
@@ -168,6 +169,8 @@ def test_layer_nested_in_a_custom_layer_by_path_or_object():
     embeddings, w = embed.token_emb.get_weights()[0], model.layers[-1].get_weights()[0][:, 0]
     np.testing.assert_allclose(by_path.attributions, (embeddings[tokens] - embeddings[0]) @ w / 6, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(by_object.attributions, by_path.attributions)
+    expected_gradients = tek.GradientShap(model, np.zeros((1, 6), np.int32), samples=3, layer="token_and_position_embedding/token_emb").explain(tokens, targets=0)
+    np.testing.assert_allclose(expected_gradients.attributions, by_path.attributions, atol=1e-6)  # linear: every draw gives IG's
     with pytest.raises(ValueError, match=r"layer: no layer 'token_emb2' .* Candidates: .*'token_and_position_embedding/token_emb', 'token_and_position_embedding/pos_emb'"):
         tek.IntegratedGradients(model, layer="token_emb2")
     with pytest.raises(TypeError, match=r"embedding layers: 'token_and_position_embedding/token_emb', 'token_and_position_embedding/pos_emb'"):

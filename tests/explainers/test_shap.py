@@ -231,7 +231,7 @@ def test_partition_shap_on_text_models(text_model):
     assert ex.attributions.shape == (2, 4) and np.all(ex.attributions[1, 2:] == 0)
     np.testing.assert_allclose(ex.attributions.sum(1), ex.extras["score"] - ex.extras["base_values"], atol=1e-4)
     assert ex.attributions[0, 0] > ex.attributions[0, 1]  # "good" pushes towards class 1 more than "film"
-    with pytest.raises(TypeError, match="inputs: this model takes strings"):
+    with pytest.raises(TypeError, match="inputs: model input .* takes strings, got float32"):
         PartitionShap(text_model).explain(np.ones(2, np.float32))
 
 

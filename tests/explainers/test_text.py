@@ -57,6 +57,8 @@ def test_integrated_gradients_at_the_embedding_for_every_form_of_texts(string_mo
     np.testing.assert_allclose(reference.attributions.sum(axis=1), gap, atol=1e-5)
     np.testing.assert_allclose(reference.extras["convergence_delta"], 0, atol=1e-5)
     assert not reference.attributions[1, 4:].any() and not reference.attributions[2, 2:].any()  # padding
+    from_the = tek.IntegratedGradients(string_model, steps=16, layer="embedding", baseline=["the"]).explain(TEXTS)
+    np.testing.assert_allclose(from_the.extras["convergence_delta"], 0, atol=1e-5)  # a text as baseline
     for i, tokens in enumerate(TOKENS):  # the planted word carries the most of its class's score
         planted = next(j for j, t in enumerate(tokens) if t.strip("!,").lower() in POSITIVE + NEGATIVE)
         assert int(np.argmax(reference.attributions[i])) == planted
@@ -107,3 +109,24 @@ def test_text_methods_refuse_what_does_not_apply_to_a_string_model(string_model)
         tek.KernelShap(string_model, None).explain(["... !"])
     with pytest.raises(TypeError, match="inputs: expected texts: a list of str .* got shape \\(2,\\) of \\['int'\\]"):
         tek.IntegratedGradients(string_model, layer="embedding").explain(np.array([1, 2], dtype=object))
+
+
+def _vectorized_model(**options):
+    vectorize = keras.layers.TextVectorization(max_tokens=20, **options)
+    vectorize.adapt(np.array(["good movie", "bad plot"]))
+    strings = keras.Input((1,), dtype="string")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 4, name="embedding")(vectorize(strings)))
+    return keras.Model(strings, keras.layers.Dense(2)(h))
+
+
+def test_vectorizations_whose_positions_are_not_tokens_are_refused_at_construction():
+    open_length = _vectorized_model()
+    with pytest.raises(ValueError, match="layer: attributions at 'embedding' are per token position.*output_sequence_length=None"):
+        tek.IntegratedGradients(open_length, layer="embedding")
+    with pytest.raises(ValueError, match="output_sequence_length=None"):
+        tek.GradientShap(open_length, [""], layer="embedding")
+    assert tek.LimeText(open_length, num_samples=20).explain(["good movie plot"]).attributions.shape == (1, 3)  # removal needs no positions
+    bigrams = _vectorized_model(ngrams=2, output_sequence_length=6)
+    for build in (lambda: tek.LimeText(bigrams), lambda: tek.KernelShap(bigrams, None), lambda: tek.PartitionShap(bigrams), lambda: tek.IntegratedGradients(bigrams, layer="embedding")):
+        with pytest.raises(ValueError, match="ngrams=2.*one id per token"):
+            build()

@@ -12,7 +12,7 @@ import numpy as np
 from ..explanation import Explanation
 from ..model import GradientPass, Inputs, ModelAdapter, embedding_layers, flat_inputs, num_samples, path_of
 from ..targets import request, resolve
-from ..text import as_texts, is_text, per_token, shown_tokens
+from ..text import as_texts, is_text, per_token, shown_tokens, takes_strings
 
 _CAUSES = (
     "Usual causes: inputs not normalised the way the model was trained (saturated ReLUs or softmax), "
@@ -106,6 +106,20 @@ def require_float_inputs(x: Inputs, adapter: ModelAdapter, method: str) -> None:
         f"inputs: {method} needs float inputs, got {received}. Explain at the embedding layer instead: "
         f"IntegratedGradients(model, layer=<embedding layer name>){hint}."
     )
+
+
+def require_positions(adapter: ModelAdapter, layer: keras.layers.Layer | None) -> None:
+    """Attributions at a layer of a model that takes strings need a fixed number of token
+    positions (and a tokenisation that maps them to the texts' tokens): checked at construction."""
+    if layer is None or not takes_strings(adapter.model):
+        return
+    tokenizer = adapter.tokenizer  # raises for a TextVectorization whose positions are not tokens
+    if tokenizer.layer is not None and not tokenizer.length:
+        raise ValueError(
+            f"layer: attributions at '{layer.name}' are per token position, and the TextVectorization '{tokenizer.layer.name}' of model "
+            f"'{adapter.model.name}' pads each batch to its longest text (output_sequence_length=None). Set output_sequence_length, "
+            "or explain the texts with LimeText, KernelShap or PartitionShap."
+        )
 
 
 def per_token_at(adapter: ModelAdapter, layer: keras.layers.Layer | None, x: Inputs, attributions: Any) -> tuple[Any, dict]:

@@ -12,7 +12,7 @@ from ..checks import count
 from ..imaging import blur
 from ..model import Inputs, concat_batches, flat_inputs, map_inputs, num_samples, take
 from ..text import is_text
-from .base import Explainer, per_token_at, require_float_inputs
+from .base import Explainer, per_token_at, require_float_inputs, require_positions
 
 BASELINES = ("zeros", "blur", "uniform")
 INTEGRATIONS = ("gauss_legendre", "riemann_midpoint", "riemann_trapezoid")
@@ -71,6 +71,7 @@ class IntegratedGradients(Explainer):
             raise ValueError(f"integration: expected one of {INTEGRATIONS}, got {integration!r}.")
         self.steps, self.baseline, self.integration, self.seed = int(steps), baseline, integration, seed
         self.layer = None if layer is None else self.adapter.find_layer(layer)
+        require_positions(self.adapter, self.layer)
 
     def baselines(self, x: Inputs) -> Inputs:
         """The baseline of every sample, in the input's structure and shape."""
@@ -78,6 +79,8 @@ class IntegratedGradients(Explainer):
             b = self.baseline(x)
         elif isinstance(self.baseline, str):
             b = map_inputs(self._named_baseline, x)
+        elif isinstance(x, np.ndarray) and is_text(x):  # texts: one for all samples or one each, in any form
+            b = np.broadcast_to(self.adapter.prepare(self.baseline, name="baseline"), x.shape).copy()
         else:
             b = map_inputs(lambda a, base: np.broadcast_to(np.asarray(base, a.dtype), a.shape).copy(), x, self.baseline)
         for a, base in zip(flat_inputs(x), flat_inputs(b)):
@@ -91,7 +94,7 @@ class IntegratedGradients(Explainer):
         if self.baseline == "zeros":
             return np.zeros_like(a)
         if a.dtype.kind != "f":
-            raise ValueError(f"baseline: {self.baseline!r} needs float inputs; for token ids use baseline='zeros' (the padding id) or an array of ids.")
+            raise ValueError(f"baseline: {self.baseline!r} needs float inputs; for token ids use baseline='zeros' (the padding id) or an array of ids, for texts 'zeros' (the empty text) or an array of texts.")
         if self.baseline == "blur":
             if a.ndim < 3:
                 raise ValueError(f"baseline: 'blur' needs images (N, H, W[, C]), got shape {a.shape}; use 'zeros', 'uniform' or an array.")

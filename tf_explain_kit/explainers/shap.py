@@ -22,7 +22,7 @@ from ..checks import count
 from ..model import GradientPass, Inputs, ModelAdapter, concat_batches, flat_inputs, map_inputs, num_samples, take
 from ..rng import preserved_global_state
 from ..targets import resolve
-from .base import Explainer, OnePassExplainer, per_token_at, require_float_inputs
+from .base import Explainer, OnePassExplainer, per_token_at, require_float_inputs, require_positions
 from .deeplift import DeepLiftPasses, summation_gap
 from .groups import input_groups, spread
 
@@ -82,6 +82,7 @@ class GradientShap(Explainer):
         self.background = _background(self.adapter, background)
         self.seed = seed
         self.layer = None if layer is None else self.adapter.find_layer(layer)
+        require_positions(self.adapter, self.layer)
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
         if self.layer is None:
@@ -303,6 +304,7 @@ class KernelShap(Explainer):
                     "empty text's score. Pass background=None and groups=None."
                 )
             self.background = None
+            self.adapter.tokenizer  # noqa: B018 (a TextVectorization whose positions are not tokens is refused here)
             return
         background = _background(self.adapter, background)
         if isinstance(background, np.ndarray) and isinstance(groups, Mapping):
@@ -435,6 +437,8 @@ class PartitionShap(Explainer):
         if isinstance(fill, str) and fill != "mean":
             raise ValueError(f"fill: expected 'mean', a number or an array of the image's shape, got {fill!r} (OpenCV fills such as blur/inpaint are not used).")
         self.seed, self.fill, self.tokenizer, self.mask_token = seed, fill, tokenizer, mask_token
+        if tokenizer is None and text.takes_strings(model):
+            self.adapter.tokenizer  # noqa: B018 (a TextVectorization whose positions are not tokens is refused here)
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
         if not isinstance(x, np.ndarray):
