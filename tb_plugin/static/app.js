@@ -183,7 +183,7 @@ export class App {
     const slider = this.root.querySelector("#epoch");
     if (slider) slider.value = String(this.epochs.indexOf(epoch));
     this.root.querySelector("#epoch-label").textContent = `epoch ${epoch}`;
-    this.drawCharts();
+    for (const chart of this.chartBox.querySelectorAll("svg.chart")) chart.moveCursor?.(epoch);
     await this.drawGrid();
     if (this.detail !== null) await this.drawDetail();
   }
@@ -356,7 +356,7 @@ export class App {
     }
     if (kind === "text") return tokens(this.words(entry, i, values), values, scale, map, document.documentElement.classList.contains("tek-dark") ? PAGE.dark : PAGE.light);
     const [h, w] = shape.length === 2 ? [1, shape[1]] : shape.slice(1, 3); // (N, T) maps over time steps: one row
-    const background = this.inputs && this.run.inputs.shape[1] === h && this.run.inputs.shape[2] === w ? grey(this.inputs, this.run.inputs.shape, i) : null;
+    const background = this.inputs && this.run.inputs.shape[1] === h && this.run.inputs.shape[2] === w ? this.grey(i) : null;
     const outline = this.state.outlines && entry.segments ? limeOutlines(entry.segments.subarray(i * h * w, (i + 1) * h * w), values, h, w) : null;
     const canvas = el("canvas", { className: `heat${big ? " big" : ""}${h === 1 ? " steps" : ""}` });
     canvas.redraw = () => heatmap(canvas, { values, background, h, w, scale, map, opacity: this.state.opacity, outline });
@@ -368,6 +368,13 @@ export class App {
   words(entry, i, values) {
     const own = entry.extras?.tokens;
     return (Array.isArray(own) && Array.isArray(own[i]) ? own[i] : null) || this.run.tokens?.[i] || [...values.keys()].map(String);
+  }
+
+  /** Sample i's image in grey, computed once per run. */
+  grey(i) {
+    if (this.greys?.inputs !== this.inputs) this.greys = { inputs: this.inputs, samples: new Map() };
+    if (!this.greys.samples.has(i)) this.greys.samples.set(i, grey(this.inputs, this.run.inputs.shape, i));
+    return this.greys.samples.get(i);
   }
 
   /** What a method shows at `epoch` where it has no explanation: its logged error, or nothing. */
@@ -387,7 +394,12 @@ export class App {
 
   inputCell(row, big = false) {
     const kind = this.run.kind;
-    if (kind !== "tabular" && kind !== "text" && this.inputs && this.run.inputs.shape.length >= 3) return original(el("canvas", { className: big ? "input big" : "input" }), this.inputs, this.run.inputs.shape, row.i);
+    if (kind !== "tabular" && kind !== "text" && this.inputs && this.run.inputs.shape.length >= 3) {
+      if (big) return original(el("canvas", { className: "input big" }), this.inputs, this.run.inputs.shape, row.i);
+      if (this.thumbnails?.inputs !== this.inputs) this.thumbnails = { inputs: this.inputs, canvases: new Map() }; // drawn once, moved into each new grid
+      if (!this.thumbnails.canvases.has(row.i)) this.thumbnails.canvases.set(row.i, original(el("canvas", { className: "input" }), this.inputs, this.run.inputs.shape, row.i));
+      return this.thumbnails.canvases.get(row.i);
+    }
     if (kind === "text" && this.run.tokens) return el("div", { className: "text-input" }, this.run.tokens[row.i].join(" "));
     return el("span", { className: "muted" }, `sample ${row.id}`);
   }
@@ -424,7 +436,7 @@ export class App {
     const methods = this.methods;
     const n = this.run.ids.length;
     const rows = this.visible(this.rows(data));
-    const table = el("table", { className: `grid-table kind-${this.run.kind}`, dataset: { epoch: String(this.state.epoch), run: this.state.run } });
+    const table = el("table", { className: `grid-table kind-${this.run.kind}`, dataset: { epoch: String(this.state.epoch), run: this.state.run, scale: this.state.scale } });
     table.appendChild(el("tr", {}, el("th", {}, "input"), el("th", {}, "label"), methods.map((m) => this.header(m, styles[m]))));
     for (const row of rows) {
       const selected = row.id === this.state.sample;

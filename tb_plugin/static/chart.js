@@ -31,7 +31,12 @@ function chart(name, training, epoch, onPick) {
     root.appendChild(svg("line", { x1: right - 72, x2: right - 60, y1: 9, y2: 9, stroke, "stroke-width": 2, class: "legend-line" }));
     root.appendChild(svg("text", { x: right - 56, y: 13, class: "legend", fill: stroke, "data-series": prefix || "train" }, label));
   });
-  if (epoch !== null) root.appendChild(svg("line", { x1: x(epoch), x2: x(epoch), y1: PAD.top, y2: HEIGHT - PAD.bottom, class: "cursor" }));
+  const cursor = root.appendChild(svg("line", { y1: PAD.top, y2: HEIGHT - PAD.bottom, class: "cursor" }));
+  root.moveCursor = (at) => { // an epoch change moves only this line
+    cursor.setAttribute("visibility", at === null ? "hidden" : "visible");
+    if (at !== null) for (const end of ["x1", "x2"]) cursor.setAttribute(end, String(x(at)));
+  };
+  root.moveCursor(epoch);
   root.addEventListener("click", (event) => {
     const box = root.getBoundingClientRect();
     const at = first + (((event.clientX - box.left) * (WIDTH / box.width) - PAD.left) / (WIDTH - PAD.left - PAD.right)) * range;

@@ -150,6 +150,31 @@ def test_columns_keep_their_width_while_playing(open_tab):
     assert problems == []
 
 
+def test_scales_fixed_across_epochs_and_one_per_sample(open_tab):
+    """"fixed": a method's colour bar limit is the same at every epoch (and no smaller than
+    any epoch's shared limit); "one per sample": every method of the open sample on one limit."""
+    page, frame, problems = open_tab(run_hash(DIGITS, epoch=0))
+
+    def limit(scale: str, epoch: int) -> float:
+        set_range(frame.locator("#epoch"), epoch)
+        frame.locator(f'#grid table[data-epoch="{epoch}"][data-scale="{scale}"]').wait_for(timeout=TIMEOUT_MS)
+        return float(frame.locator('th[data-method="saliency"] .colourbar-labels span').last.inner_text())
+
+    shared = [limit("shared", 0), limit("shared", logs.EPOCHS - 1)]
+    assert shared[0] != shared[1]
+    frame.locator("#scale").select_option("fixed")
+    fixed = [limit("fixed", logs.EPOCHS - 1), limit("fixed", 0)]
+    assert fixed[0] == fixed[1] >= max(shared)
+
+    frame.locator("#scale").select_option("sample")
+    grid(frame, DIGITS, 0)
+    frame.locator("tr.row").first.click()
+    frame.locator("#detail section.method-detail").nth(3).wait_for(timeout=TIMEOUT_MS)
+    limits = frame.locator("#detail section.method-detail > .colourbar-box .colourbar-labels span:last-child").all_inner_texts()
+    assert len(limits) == 4 and len(set(limits)) == 1, limits
+    assert problems == []
+
+
 def test_failed_method_is_a_column_with_its_error(open_tab):
     page, frame, problems = open_tab(run_hash(HOSTILE))
     grid(frame, HOSTILE, 1)
