@@ -44,6 +44,15 @@ def is_text(array: np.ndarray) -> bool:
     return array.dtype.kind in "OSU"
 
 
+def are_texts(inputs: Any) -> bool:
+    """Whether ``inputs`` are texts (a str, bytes, a list of them or a string array)."""
+    if isinstance(inputs, (str, bytes)):
+        return True
+    if isinstance(inputs, (list, tuple)):
+        return bool(inputs) and isinstance(inputs[0], (str, bytes))
+    return isinstance(inputs, np.ndarray) and is_text(inputs)
+
+
 def as_texts(inputs: Any, argument: str = "inputs") -> list[str]:
     """Texts given as a str, a list of str or bytes, or an array ``(N,)``/``(N, 1)`` of them."""
     if isinstance(inputs, (str, bytes)):

@@ -326,6 +326,9 @@ def test_lime_text_token_id_model_with_vocabulary_or_tokenizer(text_models, vect
     np.testing.assert_allclose(ours.attributions, same.attributions, atol=1e-5)
     assert ours.attributions.shape == (2, 4) and ours.attributions[0, 2:].tolist() == [0, 0]
     by_ids = LimeText(ids_model, num_samples=200, vocabulary=vectorizer.get_vocabulary(), score="probabilities").explain(_ids(vectorizer, texts))
+    ids_too = LimeText(ids_model, num_samples=200, tokenizer=lambda strings: _ids(vectorizer, strings), score="probabilities").explain(_ids(vectorizer, texts))
+    np.testing.assert_array_equal(ids_too.attributions, by_ids.attributions)  # a tokenizer-built LimeText on ids: words shown as ids
+    assert ids_too.extras["tokens"][0] == [str(i) for i in _ids(vectorizer, texts)[0, :2]]
     assert by_ids.attributions.shape == (2, 12) and by_ids.extras["tokens"] == [["awful", "movie"], ["the", "plot", "was", "great"]]
     np.testing.assert_allclose(by_ids.attributions[:, :4], same.attributions, atol=1e-5)
     assert not by_ids.attributions[:, 4:].any()

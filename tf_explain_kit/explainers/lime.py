@@ -395,7 +395,8 @@ class LimeText(Explainer):
             ``TextVectorization.get_vocabulary()``; ``explain`` then takes the ids.
         tokenizer: for a token-id model explained on texts: a callable mapping a list of
             strings to an ``(n, T)`` int array of ids (for example an adapted
-            ``TextVectorization``); ``explain`` then takes texts.
+            ``TextVectorization``); ``explain`` then takes texts (and still takes ids,
+            shown as ``vocabulary`` words, or as the ids without one).
         kernel_width: lime's kernel width on the cosine distance × 100 (lime's 25).
 
     ``explain`` takes texts (a list of str or bytes, an array ``(N,)`` or ``(N, 1)``, a
@@ -446,7 +447,7 @@ class LimeText(Explainer):
             texts = text.as_texts(x)
             self.words.check(texts)
             documents = [_Document.of_text(t, self.words.tokens(t), i) for i, t in enumerate(texts)]
-        elif self.tokenizer is not None:
+        elif self.tokenizer is not None and text.are_texts(inputs):
             texts = text.as_texts(inputs)
             x = self.adapter.prepare(np.asarray(self.tokenizer(texts)))
             documents = [_Document.of_text(t, self.words.tokens(t), i) for i, t in enumerate(texts)]
