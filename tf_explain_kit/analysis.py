@@ -120,6 +120,7 @@ class Run:
         self._samples: dict[str, Any] | None = None
         self._training: dict[int, tuple[_Location, dict[str, float]]] = {}
         self._health: dict[int, dict[str, tuple[_Location, float]]] = {}
+        self._started = False  # a SessionLog.START was read
         self.refresh()
 
     def refresh(self) -> "Run":
@@ -129,6 +130,8 @@ class Run:
             for offset, data in reader.new_records():
                 try:
                     event = event_pb2.Event.FromString(data)
+                    if event.session_log.status == event_pb2.SessionLog.START:
+                        self._session_start(event.step)
                     for value in event.summary.value:
                         self._index(value, event.step, _Location(path, offset, len(data), value.tag, event.wall_time))
                 except logformat.NewerFormatError:
@@ -137,6 +140,18 @@ class Run:
                     reader.problems.append(f"record at byte {offset - _HEADER}: {type(error).__name__}: {str(error)[:200]}")
             reader.report()
         return self
+
+    def _session_start(self, step: int) -> None:
+        """TensorBoard's rule: the first SessionLog.START of a run starts it; each later one
+        is a restart that discards everything logged at ``step`` or after."""
+        if not self._started:
+            self._started = True
+            return
+        self._explanations = {key: where for key, where in self._explanations.items() if key[1] < step}
+        self._training = {epoch: entry for epoch, entry in self._training.items() if epoch < step}
+        self._health = {epoch: entry for epoch, entry in self._health.items() if epoch < step}
+        if step == 0:
+            self._samples_at = self._samples = None
 
     def _index(self, value: Any, step: int, where: _Location) -> None:
         plugin = value.metadata.plugin_data.plugin_name

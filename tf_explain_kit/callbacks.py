@@ -142,9 +142,19 @@ class ExplainCallback(keras.callbacks.Callback):
         self._writer = SummaryWriter(self.log_dir)
         self._logging, self._pending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-explain-kit"), []
         weakref.finalize(self, self._writer.close)  # closed even if training dies before on_train_end
+        self._samples_logged = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """The first epoch of this fit: the session's start, then the samples (a resumed
+        training replaces what an earlier one logged from this epoch on, in TensorBoard
+        and in ``load_run`` alike)."""
+        if not self.chief or self._samples_logged:
+            return
+        self._writer.session(epoch)
         blobs = logformat.samples_payload(self.x, self.labels, self.ids, self.kind, self.class_names, self.feature_names, self._tokens())
         self._writer.blobs(logformat.SAMPLES_TAG, 0, blobs, "samples")
         self._writer.flush()
+        self._samples_logged = True
 
     def _tokens(self) -> list[list[str]] | None:
         """Each sample's tokens as the text methods place their weights (:mod:`text`)."""

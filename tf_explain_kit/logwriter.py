@@ -17,6 +17,8 @@ import socket
 import struct
 import threading
 import time
+import warnings
+import weakref
 from typing import Any
 
 import google_crc32c
@@ -26,6 +28,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 
 from . import logformat, storage
+from .writerlock import WriterLock
 
 _FILES = itertools.count()
 
@@ -90,15 +93,39 @@ class EventFile:
 
 
 class SummaryWriter:
-    """One event file in ``<log_dir>/explanations``; call :meth:`flush` after each epoch."""
+    """One event file in ``<log_dir>/explanations``; call :meth:`flush` after each epoch.
+
+    One writer per folder (:mod:`writerlock`): a writer in another live process is
+    refused with a ValueError; in this process, the newer writer takes over and the older
+    one stops writing, with a RuntimeWarning (two callbacks on one log_dir).
+    """
 
     def __init__(self, log_dir: str | os.PathLike):
         self.path = storage.join(os.fspath(log_dir), logformat.RUN)
         storage.makedirs(self.path)
+        self._lock = None if storage.is_url(self.path) else WriterLock(self.path)
         self._writer = EventFile(self.path)
+        self._superseded = False
+        previous = _WRITERS.get(self.path)
+        if previous is not None:
+            previous._superseded = True
+        _WRITERS[self.path] = self
 
     def _write(self, step: int, *values: summary_pb2.Summary.Value) -> None:
-        self._writer.write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))
+        self._event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))
+
+    def _event(self, event: event_pb2.Event) -> None:
+        if self._superseded:
+            if self._superseded is True:
+                warnings.warn(f"{self.path}: another writer in this process took this log_dir over; this one stops writing (give each callback its own log_dir).", RuntimeWarning, stacklevel=4)
+                self._superseded = "warned"
+            return
+        self._writer.write(event)
+
+    def session(self, step: int) -> None:
+        """Mark the start of a training session at ``step`` (TensorBoard's SessionLog.START):
+        a resumed training replaces what an earlier one logged from ``step`` on."""
+        self._event(event_pb2.Event(wall_time=time.time(), step=int(step), session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
     def blobs(self, tag: str, step: int, blobs: list[bytes], kind: str) -> None:
         """A toolkit summary: a rank-1 string tensor with the plugin's metadata."""
@@ -116,6 +143,15 @@ class SummaryWriter:
 
     def flush(self) -> None:
         self._writer.flush()
+        if self._lock is not None:
+            self._lock.heartbeat()
 
     def close(self) -> None:
         self._writer.close()
+        if self._lock is not None and not self._superseded:
+            self._lock.release()
+        if _WRITERS.get(self.path) is self:
+            del _WRITERS[self.path]
+
+
+_WRITERS: "weakref.WeakValueDictionary[str, SummaryWriter]" = weakref.WeakValueDictionary()  # this process's writer per folder

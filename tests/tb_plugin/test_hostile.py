@@ -67,7 +67,7 @@ def answer(hget, path: str, code: int = 200) -> object:
 
 def test_a_run_without_inputs_is_named_in_the_index_and_the_others_are_served(hget):
     index = answer(hget, "/index")
-    assert sorted(index["runs"]) == ["crafted/explanations", GOOD, "nanloss/explanations"]
+    assert sorted(set(index["runs"]) - {"resumed/explanations"}) == ["crafted/explanations", GOOD, "nanloss/explanations"]
     (problem,) = index["errors"]
     assert problem["run"] == "emptyin/explanations" and "holds no arrays" in problem["message"]
     assert index["runs"][GOOD]["methods"] == {"integrated_gradients": [0, 1, 2], "saliency": [0, 1, 2]}
@@ -203,3 +203,59 @@ def test_fuzzed_payloads_answer_4xx_or_valid_json_and_load_run_says_format_error
             pass
 
     check()
+
+
+# -- resuming into a served log_dir -------------------------------------------------------------
+def _session(folder: str, first: int, epochs: range, base: float) -> None:
+    """What the callback writes in one training session: its start, the samples, then each
+    epoch's loss ``base + epoch`` and attributions equal to it."""
+    import tf_explain_kit as tek
+    from tf_explain_kit import logformat
+    from tf_explain_kit.logwriter import SummaryWriter
+
+    writer = SummaryWriter(folder)
+    writer.session(first)
+    writer.blobs(logformat.SAMPLES_TAG, 0, crafted.GOOD_SAMPLES, "samples")
+    for epoch in epochs:
+        writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload({"loss": base + epoch}), "training")
+        ex = tek.Explanation("saliency", np.full((2, 6, 6), base + epoch, np.float32), np.array([0, 1]), np.eye(2, dtype=np.float32), {})
+        writer.blobs(logformat.explanation_tag("saliency"), epoch, logformat.explanation_payload(ex, epoch, "float32"), "explanation")
+    writer.close()
+
+
+def _served(get, run: str) -> tuple[list, list, dict]:
+    """Epochs, losses and ``{epoch: first attribution}`` as the plugin serves them."""
+    training = answer(get, f"/training?run={run}")
+    values = {}
+    for epoch in answer(get, "/index")["runs"][run]["methods"]["saliency"]:
+        key = answer(get, f"/epoch?run={run}&method=saliency&epoch={epoch}")["arrays"]["attributions"]["key"]
+        values[epoch] = float(np.frombuffer(answer(get, f"/array?key={key}"), "<f4")[0])
+    return training["epochs"], training["logs"]["loss"], values
+
+
+def test_a_resumed_training_replaces_what_it_relogs_in_every_reader(hostile_dir, hostile_servers):
+    import tf_explain_kit as tek
+
+    run, folder = "resumed/explanations", str(hostile_dir / "resumed")
+    gets = {loader: (lambda path, server=server: server.get(PREFIX + path)) for loader, server in hostile_servers.items()}
+    _session(folder, 0, range(6), 0.0)
+    for get in gets.values():
+        deadline = time.monotonic() + 60
+        while run not in answer(get, "/index")["runs"] or len(answer(get, f"/training?run={run}")["epochs"]) < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert _served(get, run)[2] == {epoch: float(epoch) for epoch in range(6)}  # and cached
+    old_key = answer(gets["true"], f"/epoch?run={run}&method=saliency&epoch=3")["arrays"]["attributions"]["key"]
+    _session(folder, 3, range(3, 5), 100.0)  # resumed at epoch 3, stopped after epoch 4
+    expected = ([0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 103.0, 104.0], {0: 0.0, 1: 1.0, 2: 2.0, 3: 103.0, 4: 104.0})
+    loaded = tek.load_run(folder)
+    assert (loaded.epochs, loaded.scalars()["loss"].tolist()) == (expected[0], expected[1])
+    assert {epoch: float(loaded.explanation("saliency", epoch).attributions.flat[0]) for epoch in loaded.epochs} == expected[2]
+    gets["multiplexer"] = plugin_client(hostile_dir)
+    for loader, get in gets.items():
+        deadline = time.monotonic() + 60
+        while _served(get, run)[1][3:] != [103.0, 104.0]:
+            assert time.monotonic() < deadline, (loader, _served(get, run))
+            time.sleep(0.3)
+        assert _served(get, run) == expected, loader
+    answer(gets["true"], f"/array?key={old_key}", 404)  # a key of the replaced record reads nothing
