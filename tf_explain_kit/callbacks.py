@@ -148,8 +148,10 @@ class ExplainCallback(keras.callbacks.Callback):
         """The first epoch of this fit: the session's start, then the samples (a resumed
         training replaces what an earlier one logged from this epoch on, in TensorBoard
         and in ``load_run`` alike)."""
-        if not self.chief or self._samples_logged:
-            return
+        if self.chief and not self._samples_logged:
+            self._start_session(epoch)
+
+    def _start_session(self, epoch: int) -> None:
         self._writer.session(epoch)
         blobs = logformat.samples_payload(self.x, self.labels, self.ids, self.kind, self.class_names, self.feature_names, self._tokens())
         self._writer.blobs(logformat.SAMPLES_TAG, 0, blobs, "samples")
@@ -168,6 +170,8 @@ class ExplainCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self.chief:
             return
+        if not self._samples_logged:  # driven without on_epoch_begin
+            self._start_session(epoch)
         self._writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload(logs or {}), "training")
         for explainer, every in self.jobs:
             if epoch % every == 0 or self._last(epoch):
