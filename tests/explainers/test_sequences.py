@@ -423,3 +423,18 @@ def test_sequence_and_multi_input_explanations_survive_the_log_format(series_mod
                 np.testing.assert_allclose(stored, ours, atol=tolerance * np.abs(ours).max() + 1e-7)
             assert back["extras"].get("group_names") == ex.extras.get("group_names")
     assert type(back["attributions"]) is dict and set(back["attributions"]) == {"series", "table", "ids"}
+
+
+def test_methods_that_do_not_apply_refuse_when_built():
+    table = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"PartitionShap masks images, series and texts; .* takes a table \(N, 6\)\. Use KernelShap"):
+        tek.PartitionShap(table)
+    with pytest.raises(TypeError, match="PartitionShap explains single-input models .* takes 3 inputs. Use KernelShap or LimeTabular with named input groups"):
+        tek.PartitionShap(_three_input_model())
+    tokens = keras.Sequential([keras.Input((T,), dtype="int32"), keras.layers.Embedding(20, 4), keras.layers.Flatten(), keras.layers.Dense(2)])
+    for model in (table, tokens):
+        with pytest.raises(ValueError, match=r"model: LimeImage explains images .* Use LimeTabular for tables, LimeText for texts"):
+            tek.LimeImage(model)
+    series = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"has no layer with a 4-D .* or 3-D \(N, steps, channels\) output"):
+        tek.GradCAM(series)  # an LSTM that returns its last state has no map over time

@@ -293,5 +293,5 @@ def test_errors_name_the_argument_and_the_fix(cancer, digits_model):
         KernelShap(model, x_train[:5], nsamples=0)
     with pytest.raises(ValueError, match="groups: expected int labels"):
         KernelShap(digits_model, np.zeros((1, 28, 28, 1), np.float32), groups=np.zeros((14, 14), int)).explain(np.zeros((1, 28, 28, 1), np.float32))
-    with pytest.raises(ValueError, match="inputs: PartitionShap needs float images"):
-        PartitionShap(model).explain(x_test[:1])
+    with pytest.raises(ValueError, match=r"model: PartitionShap masks images, series and texts; .* takes a table \(N, 30\)\. Use KernelShap"):
+        PartitionShap(model)  # refused when built

@@ -130,6 +130,18 @@ def auto_segmentation(image: np.ndarray) -> np.ndarray:
     return (np.arange(height)[:, None] * side // height) * side + np.arange(width)[None, :] * side // width
 
 
+def _require_image_input(model: keras.Model) -> None:
+    """Refuse a model with no float input of rank 3 or 4 (an image (N, H, W[, C]); a 3-D
+    series is taken as a grey image when asked for) when its inputs are known."""
+    try:
+        specs = keras.tree.flatten(model.inputs)
+    except (AttributeError, ValueError):
+        return  # subclassed: checked when explaining
+    if not any("float" in str(s.dtype) and len(s.shape) in (3, 4) for s in specs):
+        shapes = ", ".join("(N, " + ", ".join(str(d) for d in s.shape[1:]) + f") {s.dtype}" for s in specs)
+        raise ValueError(f"model: LimeImage explains images (N, H, W[, C]); model '{model.name}' takes {shapes}. Use LimeTabular for tables, LimeText for texts, or KernelShap.")
+
+
 class LimeImage(Explainer):
     """LIME on superpixels: a weighted ridge fit of the score on which superpixels are shown.
 
@@ -169,6 +181,7 @@ class LimeImage(Explainer):
         **options: Any,
     ):
         super().__init__(model, **options)
+        _require_image_input(model)
         if not (segmentation == "auto" or callable(segmentation)):
             raise ValueError(f"segmentation: expected 'auto' or a callable image (H, W, C) -> (H, W) int labels, got {segmentation!r}.")
         if hide_color is not None and not (np.isscalar(hide_color) and not isinstance(hide_color, str)):

@@ -439,6 +439,11 @@ class PartitionShap(Explainer):
         self.seed, self.fill, self.tokenizer, self.mask_token = seed, fill, tokenizer, mask_token
         if tokenizer is None and text.takes_strings(model):
             self.adapter.tokenizer  # noqa: B018 (a TextVectorization whose positions are not tokens is refused here)
+        specs = keras.tree.flatten(getattr(model, "inputs", None) or [])
+        if len(specs) > 1:
+            raise TypeError(f"model: PartitionShap explains single-input models (one image, series or text array); '{model.name}' takes {len(specs)} inputs. Use KernelShap or LimeTabular with named input groups.")
+        if len(specs) == 1 and len(specs[0].shape) == 2 and "float" in str(specs[0].dtype):
+            raise ValueError(f"model: PartitionShap masks images, series and texts; '{model.name}' takes a table (N, {specs[0].shape[1]}). Use KernelShap (exact Shapley values for up to ~12 features) or LimeTabular.")
 
     def attribute(self, x: Inputs, weights: np.ndarray) -> tuple[Any, dict]:
         if not isinstance(x, np.ndarray):
