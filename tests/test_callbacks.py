@@ -350,3 +350,21 @@ def test_callback_on_a_raw_string_model_logs_weights_on_the_shown_tokens(tmp_pat
             assert not explanation.attributions[i, len(words) :].any()
     ig = run.explanation("integrated_gradients", 7)
     np.testing.assert_allclose(ig.extras["convergence_delta"], 0, atol=1e-4)
+
+
+def test_callback_on_a_bag_of_words_string_model_logs_words(tmp_path):
+    """A TextVectorization with multi_hot output has no token positions: removal methods still
+    explain its words (as written), the logged tokens are those words."""
+    texts, labels = text_models.reviews(64, seed=2)
+    vectorize = keras.layers.TextVectorization(max_tokens=30, output_mode="multi_hot")
+    vectorize.adapt(texts)
+    strings = keras.Input((), dtype="string")  # texts (N,)
+    model = keras.Model(strings, keras.layers.Dense(2, activation="softmax")(vectorize(strings)))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    callback = tek.ExplainCallback((list(texts), labels), ["partition_shap", tek.LimeText(model, num_samples=50)], str(tmp_path), max_samples=2)
+    model.fit(tf.constant(texts), labels, epochs=1, verbose=0, callbacks=[callback])
+    run = tek.load_run(tmp_path)
+    tokens = [t.split() for t in texts[callback.ids]]
+    assert run.samples["tokens"] == tokens
+    for method in ("partition_shap", "lime_text"):
+        assert run.explanation(method, 0).extras["tokens"] == tokens

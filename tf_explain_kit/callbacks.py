@@ -163,7 +163,11 @@ class ExplainCallback(keras.callbacks.Callback):
         if self.kind != "text":
             return None
         if self._shown_tokens is None:
-            self._shown_tokens = text.shown_tokens(self.x, text.Tokenizer.of_model(self.model, self.vocabulary))
+            try:
+                tokenizer = text.Tokenizer.of_model(self.model, self.vocabulary)
+            except ValueError:  # a TextVectorization with a custom split: the words as written
+                tokenizer = text.Tokenizer(vocabulary=self.vocabulary)
+            self._shown_tokens = text.shown_tokens(self.x, tokenizer)
         return self._shown_tokens
 
     # -- each epoch: training logs, then every method that is due ------------------------------

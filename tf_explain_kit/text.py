@@ -110,6 +110,7 @@ class Tokenizer:
                 "Vectorize outside the model and explain the token ids with vocabulary=<the token strings by id>."
             )
         self.standardize, self.split, self.length, self.layer = standardize, split, length, layer
+        self.positions: str | None = None  # why the model's positions are not one per token (None: they are)
         self.vocabulary = None if vocabulary is None else [str(t) for t in vocabulary]
         self._index = None if vocabulary is None else {t: i for i, t in enumerate(self.vocabulary)}
 
@@ -121,11 +122,10 @@ class Tokenizer:
         if layer is None:
             return cls(vocabulary=vocabulary)
         config = layer.get_config()
-        if config.get("ngrams") or config.get("output_mode") != "int":
-            raise ValueError(
-                f"model: its TextVectorization '{layer.name}' has ngrams={config.get('ngrams')!r}, output_mode={config.get('output_mode')!r}; "
-                "per-token explanations need output_mode='int' without ngrams (one id per token)."
-            )
+        if config.get("ngrams") or config.get("output_mode") != "int":  # words to remove, but no position per token
+            tokenizer = cls(config["standardize"], config["split"])
+            tokenizer.positions = f"its TextVectorization '{layer.name}' has ngrams={config.get('ngrams')!r}, output_mode={config.get('output_mode')!r}"
+            return tokenizer
         return cls(config["standardize"], config["split"], layer.get_vocabulary(), config.get("output_sequence_length"), layer)
 
     # -- texts ------------------------------------------------------------------------------

@@ -113,7 +113,12 @@ def require_positions(adapter: ModelAdapter, layer: keras.layers.Layer | None) -
     positions (and a tokenisation that maps them to the texts' tokens): checked at construction."""
     if layer is None or not takes_strings(adapter.model):
         return
-    tokenizer = adapter.tokenizer  # raises for a TextVectorization whose positions are not tokens
+    tokenizer = adapter.tokenizer
+    if tokenizer.positions:
+        raise ValueError(
+            f"layer: attributions at '{layer.name}' are per token position, and model '{adapter.model.name}' has none: {tokenizer.positions} "
+            "(one id per token needs output_mode='int' without ngrams). Explain the texts with LimeText, KernelShap or PartitionShap."
+        )
     if tokenizer.layer is not None and not tokenizer.length:
         raise ValueError(
             f"layer: attributions at '{layer.name}' are per token position, and the TextVectorization '{tokenizer.layer.name}' of model "

@@ -304,7 +304,6 @@ class KernelShap(Explainer):
                     "empty text's score. Pass background=None and groups=None."
                 )
             self.background = None
-            self.adapter.tokenizer  # noqa: B018 (a TextVectorization whose positions are not tokens is refused here)
             return
         background = _background(self.adapter, background)
         if isinstance(background, np.ndarray) and isinstance(groups, Mapping):
@@ -437,8 +436,6 @@ class PartitionShap(Explainer):
         if isinstance(fill, str) and fill != "mean":
             raise ValueError(f"fill: expected 'mean', a number or an array of the image's shape, got {fill!r} (OpenCV fills such as blur/inpaint are not used).")
         self.seed, self.fill, self.tokenizer, self.mask_token = seed, fill, tokenizer, mask_token
-        if tokenizer is None and text.takes_strings(model):
-            self.adapter.tokenizer  # noqa: B018 (a TextVectorization whose positions are not tokens is refused here)
         specs = keras.tree.flatten(getattr(model, "inputs", None) or [])
         if len(specs) > 1:
             raise TypeError(f"model: PartitionShap explains single-input models (one image, series or text array); '{model.name}' takes {len(specs)} inputs. Use KernelShap or LimeTabular with named input groups.")
