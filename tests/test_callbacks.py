@@ -133,21 +133,40 @@ def test_training_is_unchanged_by_the_callback(tmp_path, digits_data):
     assert after_with == after_without
 
 
+def _refusals(record, method):
+    return [w for w in record if issubclass(w.category, RuntimeWarning) and f"ExplainCallback: {method} does not apply" in str(w.message)]
+
+
 def test_a_failing_explainer_warns_logs_and_training_goes_on(tmp_path, digits_data):
     model = _compiled_cnn()
-    broken = tek.IntegratedGradients(model, baseline=lambda x: x[:1])  # one baseline row for 3 samples: fails at explain time
-    callback = tek.ExplainCallback(digits_data[2:], [broken, "saliency"], str(tmp_path), max_samples=3)
-    with pytest.warns(RuntimeWarning, match=r"integrated_gradients failed at epoch 0 and was skipped: ValueError: baseline: expected shape \(3, 28, 28, 1\)"):
-        history = model.fit(digits_data[0][:64], digits_data[1][:64], epochs=2, verbose=0, callbacks=[callback])
-    assert len(history.history["loss"]) == 2
+    broken = tek.IntegratedGradients(model, baseline=lambda x: x[:1])  # one baseline row for 3 samples: fails at its first run, so it does not apply
+    callback = tek.ExplainCallback(digits_data[2:], [broken, "saliency", _FailsAfterFirst(model)], str(tmp_path), max_samples=3)
+    with pytest.warns(RuntimeWarning) as record:
+        history = model.fit(digits_data[0][:64], digits_data[1][:64], epochs=3, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == 3
+    (refusal,) = _refusals(record, "integrated_gradients")
+    assert "ValueError: baseline: expected shape (3, 28, 28, 1)" in str(refusal.message)
+    failures = [str(w.message) for w in record if "and was skipped: ValueError: second call" in str(w.message)]
+    assert failures == [f"gradient_input failed at epoch {e} and was skipped: ValueError: second call" for e in (1, 2)]
     events = _events(str(tmp_path))
-    assert sorted(events[logformat.error_tag("integrated_gradients")]) == [0, 1]
+    assert sorted(events[logformat.error_tag("integrated_gradients")]) == [0]  # refused once, not retried
     assert "baseline: expected shape" in events[logformat.error_tag("integrated_gradients")][0].item().decode()
-    assert sorted(events[logformat.explanation_tag("saliency")]) == [0, 1]
+    assert sorted(events[logformat.error_tag("gradient_input")]) == [1, 2] and sorted(events[logformat.explanation_tag("gradient_input")]) == [0]
+    assert sorted(events[logformat.explanation_tag("saliency")]) == [0, 1, 2]
 
     strict = tek.ExplainCallback(digits_data[2:], [tek.IntegratedGradients(model, baseline=lambda x: x[:1])], str(tmp_path / "strict"), on_error="raise")
     with pytest.raises(ValueError, match="baseline: expected shape"):
         model.fit(digits_data[0][:64], digits_data[1][:64], epochs=1, verbose=0, callbacks=[strict])
+
+
+class _FailsAfterFirst(tek.GradientInput):
+    """Works at its first run, fails at every later one (a method that breaks mid-training)."""
+
+    def attribute_pass(self, x, weights):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls > 1:
+            raise ValueError("second call")
+        return super().attribute_pass(x, weights)
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -368,3 +387,164 @@ def test_callback_on_a_bag_of_words_string_model_logs_words(tmp_path):
     assert run.samples["tokens"] == tokens
     for method in ("partition_shap", "lime_text"):
         assert run.explanation(method, 0).extras["tokens"] == tokens
+
+
+# -- the callback on every model kind ---------------------------------------------------------
+def test_a_method_that_does_not_apply_is_refused_once_and_training_goes_on(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((24, 8, 8, 1), np.float32), rng.integers(0, 3, 24)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])  # no convolution
+    model.compile("adam", "sparse_categorical_crossentropy")
+    callback = tek.ExplainCallback((x, y), ["saliency", "gradcam"], str(tmp_path), max_samples=3)
+    with pytest.warns(RuntimeWarning) as record:
+        history = model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == 3
+    (warning,) = _refusals(record, "gradcam")
+    assert "no layer with a 4-D (N, h, w, channels) or 3-D" in str(warning.message) and "Methods for images" in str(warning.message)  # why, and what else applies
+    run = tek.load_run(tmp_path)
+    assert run.methods == ["saliency"] and run.epochs_of("saliency") == [0, 1, 2]
+    assert list(run.errors) == ["gradcam"] and list(run.errors["gradcam"]) == [0]
+    assert run.errors["gradcam"][0].startswith("**gradcam was refused for this model**") and "GradCAM needs a convolutional (2-D or 1-D) model" in run.errors["gradcam"][0]
+
+    strict = tek.ExplainCallback((x, y), ["saliency", "gradcam"], str(tmp_path / "strict"), on_error="raise")
+    with pytest.raises(ValueError, match="no layer with a 4-D"):  # at train begin: fit never starts
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[strict])
+
+
+def test_token_id_model_resolves_shap_and_lime_by_kind(tmp_path):
+    rng = np.random.default_rng(0)
+    ids, y = rng.integers(1, 50, (48, 8)).astype("int32"), rng.integers(0, 2, 48)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(50, 8), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    callback = tek.ExplainCallback((ids, y), ["integrated_gradients", "shap", "lime"], str(tmp_path), max_samples=4, precision="float32")
+    with pytest.warns(RuntimeWarning) as record:
+        history = model.fit(ids, y, epochs=2, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == 2
+    (refusal,) = _refusals(record, "lime_text")  # no vocabulary: LIME cannot show words
+    assert "pass vocabulary=" in str(refusal.message)
+    run = tek.load_run(tmp_path)
+    assert run.methods == ["integrated_gradients", "kernel_shap"] and run.epochs == [0, 1]
+    assert list(run.errors) == ["lime_text"] and "was refused for this model" in run.errors["lime_text"][0]
+    shap = run.explanation("kernel_shap", 1)  # over the 8 tokens, hidden ones set to padding (id 0)
+    assert shap.attributions.shape == (4, 8)
+    np.testing.assert_allclose(shap.attributions.sum(axis=1), shap.extras["score"] - shap.extras["base_values"], atol=1e-4)  # SHAP efficiency
+    assert run.explanation("integrated_gradients", 1).attributions.shape == (4, 8)
+
+    vocabulary = ["", "[UNK]"] + [f"w{i}" for i in range(2, 50)]
+    worded = tek.ExplainCallback((ids, y), ["lime"], str(tmp_path / "worded"), max_samples=2, vocabulary=vocabulary)
+    model.fit(ids, y, epochs=1, verbose=0, callbacks=[worded])
+    run = tek.load_run(tmp_path / "worded")
+    assert run.methods == ["lime_text"] and run.errors == {}
+    assert run.samples["tokens"] == [[vocabulary[t] for t in row] for row in ids[worded.ids]]
+    lime = run.explanation("lime_text", 0)
+    assert lime.attributions.shape == (2, 8) and np.isfinite(lime.attributions).all() and np.abs(lime.attributions).sum(axis=1).min() > 0
+
+
+def _two_headed(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((10, 10, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    model = keras.Model(inp, [keras.layers.Dense(3, activation="softmax", name="cls")(h), keras.layers.Dense(1, name="reg")(h)])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    return model
+
+
+def test_multi_output_models_explain_the_chosen_output(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 10, 10, 3), np.float32), np.arange(30) % 3
+    reg = x.mean(axis=(1, 2, 3))
+    model = _two_headed()
+    by_instance = tek.ExplainCallback((x, [y, reg]), [tek.Saliency(model, output="cls"), "integrated_gradients"], str(tmp_path / "instance"), max_samples=6)
+    by_name = tek.ExplainCallback((x, {"cls": y, "reg": reg}), ["saliency"], str(tmp_path / "name"), max_samples=6, output="cls")
+    model.fit(x, [y, reg], epochs=2, verbose=0, callbacks=[by_instance, by_name])
+    for log_dir, callback in ((tmp_path / "instance", by_instance), (tmp_path / "name", by_name)):
+        run = tek.load_run(log_dir)
+        assert sorted(run.samples["labels"][:3]) == [0, 1, 2]  # stratified over the classifier's labels
+        logged = run.explanation("saliency", 1)
+        assert logged.predictions.shape == (6, 3)
+        expected = tek.Saliency(model, output="cls").explain(x[callback.ids]).attributions.sum(axis=-1, keepdims=True)  # logged: channel sums
+        np.testing.assert_allclose(logged.attributions, expected, rtol=2e-3, atol=1e-3 * np.abs(expected).max())
+    assert tek.load_run(tmp_path / "instance").explanation("integrated_gradients", 1).predictions.shape == (6, 3)
+
+    lost = tek.ExplainCallback((x, y), ["saliency"], str(tmp_path / "none"))
+    with pytest.raises(ValueError, match=r"output: the model has 2 outputs \['cls', 'reg'\]; choose the explained one with output="):
+        model.fit(x, [y, reg], epochs=1, verbose=0, callbacks=[lost])
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer()
+    return StandardScaler().fit_transform(data.data).astype("float32"), data.target
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_misclassified_on_a_one_unit_binary_classifier(tmp_path, cancer, logits):
+    X, Y = cancer
+    keras.utils.set_random_seed(0)
+    head = keras.layers.Dense(1) if logits else keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(16, activation="relu"), head])
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=logits))
+    model.fit(X[:450], Y[:450], epochs=10, verbose=0)
+    out = model.predict(X[450:], verbose=0).ravel()
+    wrong = np.flatnonzero((out > (0.0 if logits else 0.5)) != Y[450:])
+    assert 1 <= len(wrong) <= 8
+    callback = tek.ExplainCallback((X[450:], Y[450:]), ["saliency"], str(tmp_path), select="misclassified", max_samples=8, class_names=["malignant", "benign"])
+    model.fit(X[:450], Y[:450], epochs=1, verbose=0, callbacks=[callback])
+    np.testing.assert_array_equal(callback.ids, wrong)
+    np.testing.assert_array_equal(callback.labels, Y[450:][wrong])
+    names = np.array(["malignant", "benign"])
+    rows = [line.split(" | ") for line in _events(str(tmp_path))[logformat.table_tag("saliency")][0].item().decode().splitlines()[2:]]
+    outputs = tek.load_run(tmp_path).explanation("saliency", 0).predictions[:, 0]  # after the epoch: the table's predictions
+    assert [row[1] for row in rows] == list(names[Y[450:][wrong]])
+    assert [row[2] for row in rows] == [f"{names[int(o > (0.0 if logits else 0.5))]} ({o:.2f})" for o in outputs]
+
+
+def test_regression_targets_are_values_not_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6), np.float32)
+    counts = np.round(10 * x[:, 0] + 3 * x[:, 1]).astype(np.int64)  # integer targets of a regression
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    callback = tek.ExplainCallback((x, counts), ["saliency", "shap"], str(tmp_path), max_samples=5)
+    model.fit(x, counts, epochs=2, verbose=0, callbacks=[callback])
+    assert callback.task.name == "regression" and callback.labels is None
+    np.testing.assert_array_equal(callback.ids, np.arange(5))  # no classes to stratify over: the first samples
+    run = tek.load_run(tmp_path)
+    assert run.samples["labels"] is None and run.methods == ["kernel_shap", "saliency"]
+    predicted = model.predict(x[:5], verbose=0)[:, 0]
+    rows = [line.split(" | ") for line in _events(str(tmp_path))[logformat.table_tag("saliency")][1].item().decode().splitlines()[2:]]
+    assert [row[1] for row in rows] == [f"{float(c):.4g}" for c in counts[:5]]
+    np.testing.assert_allclose([float(row[2]) for row in rows], predicted, rtol=1e-3)
+
+    with pytest.raises(ValueError, match="select: 'misclassified' needs a classifier; this output is a regression"):
+        model.fit(x, counts, epochs=1, verbose=0, callbacks=[tek.ExplainCallback((x, counts), ["saliency"], str(tmp_path / "m"), select="misclassified")])
+
+
+class SmallNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.c, self.p, self.d = keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.d(self.p(self.c(x)))
+
+
+def test_a_subclassed_model_fit_would_build_is_built_and_trains_as_without_the_callback(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 12, 12, 3), np.float32), rng.integers(0, 3, 32)
+    weights = []
+    for callbacks in ([], [tek.ExplainCallback((x, y), ["saliency"], str(tmp_path), max_samples=3)]):
+        keras.utils.set_random_seed(0)
+        model = SmallNet()
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(x, y, epochs=2, verbose=0, shuffle=False, callbacks=callbacks)
+        weights.append([w.numpy() for w in model.weights])
+    assert len(history.history["loss"]) == 2 and tek.load_run(tmp_path).epochs_of("saliency") == [0, 1]
+    for without, with_callback in zip(*weights):
+        np.testing.assert_array_equal(without, with_callback)

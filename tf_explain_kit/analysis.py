@@ -121,6 +121,7 @@ class Run:
         self._training: dict[int, tuple[_Location, dict[str, float]]] = {}
         self._health: dict[int, dict[str, tuple[_Location, float]]] = {}
         self._started = False  # a SessionLog.START was read
+        self._errors: dict[str, dict[int, str]] = {}
         self.refresh()
 
     def refresh(self) -> "Run":
@@ -172,6 +173,9 @@ class Run:
             name = value.tag[len("health/") :]
             if _newer(where, metrics.get(name, (None,))[0]):
                 metrics[name] = (where, float(tensor_util.make_ndarray(value.tensor)))
+        elif plugin == "text" and logformat.error_method(value.tag):
+            text = tensor_util.make_ndarray(value.tensor).item()
+            self._errors.setdefault(logformat.error_method(value.tag), {})[step] = text.decode() if isinstance(text, bytes) else str(text)
 
     @property
     def epochs(self) -> list[int]:
@@ -181,6 +185,12 @@ class Run:
     @property
     def methods(self) -> list[str]:
         return sorted({method for method, _ in self._explanations})
+
+    @property
+    def errors(self) -> dict[str, dict[int, str]]:
+        """``{method: {epoch: markdown}}``: methods that failed at an epoch, and methods the
+        callback refused at train begin (logged at epoch 0) because they do not apply."""
+        return {method: dict(sorted(by_epoch.items())) for method, by_epoch in sorted(self._errors.items())}
 
     def epochs_of(self, method: str) -> list[int]:
         """Epochs at which ``method`` was logged (methods may run every few epochs)."""

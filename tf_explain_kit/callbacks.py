@@ -21,9 +21,10 @@ import numpy as np
 
 from . import logformat, render, text, tf_backend
 from .checks import count
-from .data import class_labels, kind_of, select, split_validation
+from .data import TEXT_KINDS, class_labels, kind_of, logged_kind, select, split_validation
+from .tasks import task_of
 from .explainers.base import Explainer
-from .explainers.registry import METHODS, resolve
+from .explainers import registry
 from .explanation import Explanation
 from .logwriter import SummaryWriter
 from .metrics import EpochMetrics
@@ -51,7 +52,10 @@ class ExplainCallback(keras.callbacks.Callback):
         class_names: names shown instead of class indices.
         select: ``"stratified"`` (round-robin over classes, default), ``"first"``,
             ``"misclassified"`` (by the model at train begin), or indices into the data.
-        on_error: ``"warn"`` (default: warn, log the error as text, go on) or ``"raise"``.
+        on_error: ``"warn"`` (default) or ``"raise"``. With ``"warn"``, a method that does not
+            apply to the model (or its data kind, see :mod:`explainers.registry`) is skipped
+            with one warning and logged as refused (``<method>/error`` at epoch 0); a method
+            failing at an epoch warns and logs its error; training goes on.
         precision: ``"float16"`` (default, see :mod:`logformat`) or ``"float32"``.
         channels: ``"sum"`` (default: image attributions are stored as their channel sum,
             the map pictures and the plugin show) or ``"all"`` (every channel).
@@ -69,6 +73,10 @@ class ExplainCallback(keras.callbacks.Callback):
             :class:`metrics.EpochMetrics`).
         masks: for ``"pointing_game"`` and ``"mask_share"``: a boolean mask per validation
             sample, or one shared by all (for example a watermark's region).
+        output: index or name of the explained output of a multi-output model (default:
+            the one the explainer instances were built for); ``y`` may hold one target per
+            output (list or dict), the explained output's are used. A one-unit output is a
+            binary classifier (sigmoid or classification loss) or a regression.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class ExplainCallback(keras.callbacks.Callback):
         vocabulary: Sequence[str] | None = None,
         metrics: Sequence[str] = (),
         masks: Any = None,
+        output: int | str | None = None,
     ):
         super().__init__()
         if isinstance(explainers, (str, Explainer)) or not isinstance(explainers, Sequence) or not explainers:
@@ -115,7 +124,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.class_names = list(class_names) if class_names is not None else None
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
-        self.on_error, self.precision, self.channels = on_error, precision, channels
+        self.on_error, self.precision, self.channels, self.output = on_error, precision, channels, output
         self.max_picture_side, self.pictures_after, self.pictures_every = max_picture_side, int(pictures_after), int(pictures_every)
         self.quality = EpochMetrics(metrics, masks)
         self._writer: SummaryWriter | None = None
@@ -125,18 +134,26 @@ class ExplainCallback(keras.callbacks.Callback):
     # -- train begin: fix the samples, build the explainers, log the samples once ----------------
     def on_train_begin(self, logs: dict | None = None) -> None:
         x_all, y_all = split_validation(self.validation_data, input_rank(self.model))
-        adapter = ModelAdapter.shared(self.model)
+        if not self.model.built:  # a subclassed model fit has not called yet
+            self.model(take(x_all, slice(0, 1)), training=False)
+        self._output = self._explained_output()
+        adapter = ModelAdapter.shared(self.model, output=self._output)
         x_all = adapter.prepare(x_all, name="validation_data")
-        labels = class_labels(y_all)
-        predicted = adapter.forward(x_all)[0].argmax(axis=1) if isinstance(self.select, str) and self.select == "misclassified" else None
-        self.ids = select(labels, len(flat_inputs(x_all)[0]), self.max_samples, self.select, predicted)
+        names = list(getattr(self.model, "output_names", None) or [])
+        self.task = task_of(adapter.num_outputs, adapter.activation, _for_output(getattr(self.model, "loss", None), names, adapter.output_index))
+        y_all = _for_output(y_all, names, adapter.output_index)
+        labels = None if self.task.name == "regression" else class_labels(y_all)
+        self.ids = select(labels, len(flat_inputs(x_all)[0]), self.max_samples, self.select, self._predicted(adapter, x_all))
         self.x = take(x_all, self.ids)
         self.labels = None if labels is None else labels[self.ids]
+        self.values = np.asarray(y_all, np.float64).reshape(len(y_all), -1)[self.ids, 0] if self.task.name == "regression" and y_all is not None else None
         self.quality.ids = self.ids
-        self.kind = kind_of(self.x)
+        self.kind = kind_of(self.x, self.model)
         self._shown_input = image_position(self.x) if self.kind == "image" else 0
-        self.jobs = [(resolve(item, self.model, x_all, self.kind, **options), every) for item, every, options in self._specs]
         self.chief = tf_backend.is_chief(self.model)
+        self._worked: set[Explainer] = set()  # explainers that ran once: later failures are per epoch
+        self._refused: list[tuple[str, str]] = []  # (method, markdown), logged when the session starts
+        self.jobs = [job for job in (self._job(item, every, options, x_all) for item, every, options in self._specs) if job is not None]
         if not self.chief:
             return
         self._writer = SummaryWriter(self.log_dir)
@@ -153,14 +170,59 @@ class ExplainCallback(keras.callbacks.Callback):
 
     def _start_session(self, epoch: int) -> None:
         self._writer.session(epoch)
-        blobs = logformat.samples_payload(self.x, self.labels, self.ids, self.kind, self.class_names, self.feature_names, self._tokens())
+        blobs = logformat.samples_payload(self.x, self.labels, self.ids, logged_kind(self.kind), self.class_names, self.feature_names, self._tokens())
         self._writer.blobs(logformat.SAMPLES_TAG, 0, blobs, "samples")
+        for method, markdown in self._refused:
+            self._writer.text(logformat.error_tag(method), epoch, markdown)
         self._writer.flush()
         self._samples_logged = True
 
+    def _explained_output(self) -> int | str | None:
+        """The callback's ``output``, else the one its explainer instances were built for."""
+        if self.output is not None:
+            return self.output
+        chosen = {item.adapter.output for item, _, _ in self._specs if isinstance(item, Explainer)} - {None}
+        return chosen.pop() if len(chosen) == 1 else None
+
+    def _predicted(self, adapter: ModelAdapter, x: Any) -> np.ndarray | None:
+        """The model's predicted classes, for ``select="misclassified"``."""
+        if not (isinstance(self.select, str) and self.select == "misclassified"):
+            return None
+        if self.task.name == "regression":
+            raise ValueError("select: 'misclassified' needs a classifier; this output is a regression (one unit, no sigmoid, no classification loss). Use select='first' or indices.")
+        return self.task.predicted(adapter.forward(x)[0])
+
+    def _job(self, item: Any, every: int, options: dict, data: Any) -> tuple[Explainer, int] | None:
+        """The explainer of one spec, or None (warned and logged) if it does not apply."""
+        name = item.method if isinstance(item, Explainer) else item
+        try:
+            if isinstance(item, Explainer) and item.method in registry.METHODS:
+                registry.method_for(item.method, self.kind)  # an instance off its kinds
+            elif isinstance(item, str):
+                name = registry.method_for(item, self.kind).name
+                options = {"vocabulary": self.vocabulary, **({"output": self._output} if self._output is not None else {}), **options}
+            return registry.resolve(item, self.model, data, self.kind, **options), every
+        except Exception as error:  # a method that does not apply must not stop training
+            if self.on_error == "raise":
+                raise
+            self._refuse(name, error)
+            return None
+
+    def _refuse(self, method: str, error: Exception, epoch: int | None = None) -> None:
+        """One warning, and the refusal logged for the plugin at ``epoch`` (its first run),
+        or at the session's first epoch for a method refused at train begin."""
+        reason = f"{type(error).__name__}: {error}"
+        others = "" if isinstance(error, registry.NotApplicable) else registry.alternatives(self.kind, besides=method)
+        warnings.warn(f"ExplainCallback: {method} does not apply to this model and is skipped: {reason} {others}".rstrip(), RuntimeWarning, stacklevel=3)
+        markdown = f"**{method} was refused for this model** (not computed at any epoch)\n\n{reason}\n\n{others}".rstrip()
+        if epoch is None:
+            self._refused.append((method, markdown))
+        elif self._writer is not None:
+            self._writer.text(logformat.error_tag(method), epoch, markdown)
+
     def _tokens(self) -> list[list[str]] | None:
         """Each sample's tokens as the text methods place their weights (:mod:`text`)."""
-        if self.kind != "text":
+        if self.kind not in TEXT_KINDS:
             return None
         if self._shown_tokens is None:
             try:
@@ -177,7 +239,7 @@ class ExplainCallback(keras.callbacks.Callback):
         if not self._samples_logged:  # driven without on_epoch_begin
             self._start_session(epoch)
         self._writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload(logs or {}), "training")
-        for explainer, every in self.jobs:
+        for explainer, every in list(self.jobs):
             if epoch % every == 0 or self._last(epoch):
                 self._explain(explainer, epoch)
         for job in self._pending:  # all of this epoch is written before training goes on
@@ -194,11 +256,16 @@ class ExplainCallback(keras.callbacks.Callback):
         except Exception as error:  # one failing method must not stop training
             if self.on_error == "raise":
                 raise
+            if explainer not in self._worked:  # failing at its first run: it does not apply
+                self.jobs = [job for job in self.jobs if job[0] is not explainer]
+                self._refuse(explainer.method, error, epoch)
+                return
             message = f"{type(error).__name__}: {error}"
             warnings.warn(f"{explainer.method} failed at epoch {epoch} and was skipped: {message}", RuntimeWarning, stacklevel=2)
             trace = "".join(traceback.format_exception(error)[-3:])
             self._writer.text(logformat.error_tag(explainer.method), epoch, f"**{explainer.method} failed at epoch {epoch}**\n\n```\n{trace}\n```")
             return
+        self._worked.add(explainer)
         # Rendering and encoding run beside the next method's computation (both release the GIL).
         self._pending.append(self._logging.submit(self.log, explanation, epoch, seconds))
         for metric, value in quality.items():
@@ -213,7 +280,8 @@ class ExplainCallback(keras.callbacks.Callback):
             pictures = render.image_pngs(flat_inputs(self.x)[self._shown_input], explanation, max_side=self.max_picture_side)
             writer.images(epoch, [(logformat.image_tag(method, int(i)), picture) for i, picture in zip(self.ids, pictures)])
         tokens = explanation.extras.get("tokens") or self._tokens()
-        table = render.markdown_table(explanation, self.ids, self.labels, self.class_names, self.kind, self.feature_names or explanation.extras.get("feature_names"), tokens)
+        truth = self.values if self.task.name == "regression" else self.labels
+        table = render.markdown_table(explanation, self.ids, truth, self.class_names, logged_kind(self.kind), self.feature_names or explanation.extras.get("feature_names"), tokens, self.task)
         writer.text(logformat.table_tag(method), epoch, table)
         for metric, value in health(explanation, seconds).items():
             writer.scalar(logformat.health_tag(method, metric), epoch, value)
@@ -258,13 +326,22 @@ def health(explanation: Explanation, seconds: float) -> dict[str, float]:
     return metrics
 
 
+def _for_output(value: Any, names: list[str], index: int) -> Any:
+    """The explained output's part of a per-output list or dict (targets, losses)."""
+    if isinstance(value, dict):
+        return value.get(names[index]) if index < len(names) else None
+    if isinstance(value, (list, tuple)) and len(names) > 1 and len(value) == len(names):
+        return value[index]
+    return value
+
+
 def _spec(item: Any, every_n_epochs: int) -> tuple[Any, int, dict]:
     if isinstance(item, tuple):
         if len(item) != 2 or isinstance(item[1], bool) or not isinstance(item[1], (int, np.integer)) or item[1] < 1:
             raise ValueError(f"explainers: a pair must be (explainer or method name, every_n_epochs >= 1), got {item!r}.")
         item, every_n_epochs = item
-    if isinstance(item, str) and item not in METHODS:
-        raise ValueError(f"explainers: unknown method {item!r}; choose from {', '.join(METHODS)}, or pass an explainer instance.")
+    if isinstance(item, str) and item not in registry.names():
+        raise ValueError(f"explainers: unknown method {item!r}; choose from {', '.join(registry.names())}, or pass an explainer instance.")
     if not isinstance(item, (str, Explainer)):
         raise TypeError(f"explainers: expected explainer instances or method names, got {type(item).__name__}.")
     return item, int(every_n_epochs), {}
@@ -306,12 +383,13 @@ class OcclusionCallback(SingleMethodCallback):
 
 
 class LimeCallback(SingleMethodCallback):
-    """LIME for the data's kind: images, tables or text."""
+    """LIME for the data's kind (see :data:`explainers.registry.GENERIC`): images, tables or strings."""
 
     method = "lime"
 
 
 class ShapCallback(SingleMethodCallback):
-    """SHAP for the data's kind: GradientShap (images), KernelShap (tables), PartitionShap (text)."""
+    """SHAP for the data's kind (see :data:`explainers.registry.GENERIC`): GradientShap for
+    images, KernelShap for tables, sequences and token ids, PartitionShap for strings."""
 
     method = "shap"

@@ -157,12 +157,12 @@ def _load_images(folder: Path, model: Any) -> Any:
 
 
 def _methods(text: str) -> list[str]:
-    from tf_explain_kit.explainers.registry import METHODS
+    from tf_explain_kit.explainers import registry
 
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHODS]
+    unknown = [name for name in names if name not in registry.names()]
     if unknown or not names:
-        raise UsageError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}." if unknown else "--methods: name at least one method.")
+        raise UsageError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(registry.names())}." if unknown else "--methods: name at least one method.")
     return names
 
 
@@ -184,7 +184,7 @@ def _explainers(names: list[str], model: Any, x: Any, samples: int | None) -> li
     from tf_explain_kit.data import kind_of
     from tf_explain_kit.explainers.registry import build
 
-    kind = kind_of(x)
+    kind = kind_of(x, model)
     explainers = []
     for name in names:
         explainer = build(name, model, x, kind)

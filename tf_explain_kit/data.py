@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import Inputs, flat_inputs, num_samples
+from .model import Inputs, embedding_layers, flat_inputs, iter_layers, num_samples
 
 SELECTIONS = ("stratified", "first", "misclassified")
 _POOL = 2048  # samples read from a tf.data.Dataset to choose from
@@ -18,12 +18,13 @@ def split_validation(validation_data: Any, batched_rank: int | None = None) -> t
 
     A dataset is read once, up to a pool of samples; ``batched_rank`` (the rank of the
     model's first input, batch axis included) tells batched from unbatched elements.
+    ``y`` of a multi-output model may be a list or dict of arrays, one per output.
     """
     if hasattr(validation_data, "as_numpy_iterator"):
         return _from_dataset(validation_data, batched_rank)
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
         x, y = validation_data[0], validation_data[1]
-        return x, None if y is None else np.asarray(y)
+        return x, None if y is None else _targets(y)
     if isinstance(validation_data, (np.ndarray, list, dict)):
         return validation_data, None
     raise TypeError(
@@ -46,7 +47,7 @@ def _from_dataset(dataset: Any, batched_rank: int | None, limit: int | None = _P
         # batch of one text and one unbatched (1,) text are the same thing).
         unbatched = first.ndim == 0 if first.dtype.kind in "OSU" else batched_rank is None or first.ndim != batched_rank
         if unbatched:
-            x, y = _map(lambda a: np.asarray(a)[None], x), None if y is None else np.asarray(y)[None]
+            x, y = _map(lambda a: np.asarray(a)[None], x), None if y is None else _map(lambda a: np.asarray(a)[None], _targets(y))
         xs.append(x)
         ys.append(y)
         count += num_samples(x)
@@ -55,8 +56,15 @@ def _from_dataset(dataset: Any, batched_rank: int | None, limit: int | None = _P
     if not xs:
         raise ValueError(f"{name}: the dataset is empty; pass a dataset with at least one (x, y) element.")
     x = _map(lambda *parts: np.concatenate(parts), *xs) if len(xs) > 1 else xs[0]
-    y = None if ys[0] is None else np.concatenate(ys)
+    y = None if ys[0] is None else _map(lambda *parts: np.concatenate(parts), *map(_targets, ys))
     return x, y
+
+
+def _targets(y: Any) -> Any:
+    """An array of targets, or a list/dict of them (one per output of a multi-output model)."""
+    if isinstance(y, dict) or isinstance(y, (list, tuple)) and y and all(isinstance(part, np.ndarray) and part.ndim >= 1 for part in y):
+        return _map(np.asarray, y)
+    return np.asarray(y)
 
 
 def _map(fn, *xs):
@@ -105,10 +113,45 @@ def select(labels: np.ndarray | None, n: int, max_samples: int, how: Any = "stra
     return np.asarray(order[:max_samples], np.int64)
 
 
-def kind_of(x: Inputs) -> str:
-    """``"image"``, ``"tabular"`` or ``"text"`` from the first input's dtype and rank."""
-    first = flat_inputs(x)[0]
-    if first.dtype.kind in "OSUiu":
-        return "text"
-    return "tabular" if first.ndim == 2 else "image"
+KINDS = ("image", "sequence", "tabular", "tokens", "strings")
+KIND_DESCRIPTIONS = {
+    "image": "images (N, H, W[, C])",
+    "sequence": "sequences (N, T, F)",
+    "tabular": "tables (N, F)",
+    "tokens": "token ids (integer (N, T))",
+    "strings": "raw strings ((N,) or (N, 1) text)",
+}
+TEXT_KINDS = ("tokens", "strings")
 
+
+def kind_of(x: Inputs, model: Any = None) -> str:
+    """The data kind of ``x`` (one of :data:`KINDS`), from its arrays and, if given, the model.
+
+    A float input of rank 4 anywhere makes ``"image"``; otherwise the first input decides:
+    strings/bytes → ``"strings"``; integers → ``"tokens"`` (unless ``model`` has no
+    Embedding layer: then they are numbers); rank 2 → ``"tabular"``; rank 3 →
+    ``"sequence"``, or ``"image"`` (grayscale ``(N, H, W)``) when ``model`` has 2-D layers.
+    """
+    arrays = flat_inputs(x)
+    if any(a.dtype.kind == "f" and a.ndim >= 4 for a in arrays):
+        return "image"
+    first = arrays[0]
+    if first.dtype.kind in "OSU":
+        return "strings"
+    if first.dtype.kind in "iu" and (model is None or embedding_layers(model)):
+        return "tokens"
+    if first.ndim <= 2:
+        return "tabular"
+    if first.ndim == 3 and not (model is not None and has_2d_layers(model)):
+        return "sequence"
+    return "image"
+
+
+def has_2d_layers(model: Any) -> bool:
+    """Conv2D, pooling, padding ... layers: Keras names its 2-D spatial layers ``*2D``."""
+    return any(type(layer).__name__.endswith("2D") for layer in iter_layers(model))
+
+
+def logged_kind(kind: str) -> str:
+    """The kind the log format records (:data:`logformat.KINDS`): text for both text kinds."""
+    return "text" if kind in TEXT_KINDS else kind

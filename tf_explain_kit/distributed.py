@@ -27,7 +27,7 @@ from . import logformat, tf_backend
 from .checks import count
 from .callbacks import health
 from .explainers.registry import resolve
-from .data import class_labels, kind_of
+from .data import class_labels, kind_of, logged_kind
 from .explainers.base import Explainer
 from .explanation import Explanation
 from .logwriter import SummaryWriter
@@ -106,7 +106,7 @@ def explain_dataset(
     x, y = _split(sample)
     if targets == "labels" and y is None:
         raise ValueError("targets: 'labels' needs a dataset of (x, y); this one has no y.")
-    kind = kind_of(x)
+    kind = kind_of(x, model)
     if isinstance(explainers, (str, Explainer)) or not explainers:
         raise TypeError(f"explainers: expected a non-empty list of explainers or method names, got {explainers!r}.")
     built = [resolve(item, model, x, kind) for item in explainers]
@@ -121,7 +121,7 @@ def explain_dataset(
             batch_ids, explanations = share.unpack(gathered)
             now = time.perf_counter()
             if writer is not None:
-                _log(writer, index, gathered["sample"], batch_ids, explanations, kind, class_names, precision, channels, now - last)
+                _log(writer, index, gathered["sample"], batch_ids, explanations, logged_kind(kind), class_names, precision, channels, now - last)
             last = now
             if on_batch is not None:
                 on_batch(index, batch_ids, explanations)

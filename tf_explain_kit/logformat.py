@@ -65,7 +65,7 @@ PRECISIONS = ("float16", "float32")
 CHANNELS = ("sum", "all")
 DEFLATE_FROM = 1 << 16  # bytes: larger npz members are deflated
 REBUILD_TOLERANCE = 1e-5  # a reduced form is kept only if it rebuilds the map this closely (relative)
-KINDS = ("image", "tabular", "text")
+KINDS = ("image", "sequence", "tabular", "text")
 
 
 class FormatError(ValueError):
@@ -93,7 +93,13 @@ def table_tag(method: str) -> str:
 
 
 def error_tag(method: str) -> str:
+    """Text summary of a method's failure at an epoch, or its refusal (epoch 0) when it
+    does not apply to the model."""
     return f"{method}/error"
+
+
+def error_method(tag: str) -> str | None:
+    return tag[: -len("/error")] if tag.endswith("/error") and not tag.startswith("health/") else None
 
 
 def health_tag(method: str, metric: str) -> str:

@@ -207,7 +207,9 @@ class ModelAdapter:
         self._calls: list[LayerCall] = []
         self._specs: list | None = None  # the model's input tensors, once known
         self._tokenizer: text.Tokenizer | None = None
-        self.num_outputs = 0
+        self.num_outputs = 0  # width of the explained output, once known
+        self.output_index = 0  # its position among the model's outputs
+        self.activation: str | None = None  # its final "softmax" or "sigmoid", if found
 
     # -- inputs ---------------------------------------------------------------------------
     def _input_specs(self) -> list | None:
@@ -279,11 +281,12 @@ class ModelAdapter:
         key, index = self._output_key(y)
         chosen = y if key is None else y[key]
         chosen = np.asarray(chosen).reshape(1, -1)
-        self.num_outputs = chosen.shape[1]
+        self.num_outputs, self.output_index = chosen.shape[1], index
+        final = _final_layer(self.model, index)
+        self.activation = _activation_name(final)
         logit_layer = None
         if self.score == "logits":
-            final = _final_layer(self.model, index)
-            logit_layer = final if _activation_name(final) else None
+            logit_layer = final if self.activation else None
             if final is None and self._looks_like_probabilities(chosen):
                 warnings.warn(
                     f"model: the output of {type(self.model).__name__} looks like probabilities but its final softmax "

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
+from .tasks import CLASSES, Task
+
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "inferno"
 OPACITY = 0.75
@@ -248,15 +250,18 @@ def markdown_table(
     kind: str,
     feature_names: list[str] | None = None,
     tokens: list[list[str]] | None = None,
+    task: Task = CLASSES,
 ) -> str:
-    """The per-epoch text summary of one method: a row per sample."""
+    """The per-epoch text summary of one method: a row per sample. ``labels`` are class
+    indices, or for a regression ``task`` the true values."""
     n = len(explanation.targets)
     per_sample = {k: v for k, v in explanation.extras.items() if isinstance(v, np.ndarray) and v.shape == (n,) and v.dtype.kind in "fiu"}
     maps = attribution_maps(explanation.attributions) if kind == "image" else np.asarray(explanation.attributions).reshape(n, -1)
-    header = ["sample", "true", "predicted (p)", "explained"] + ["peak (row, col)" if kind == "image" else "top attributions"] + list(per_sample)
+    regression = task.name == "regression"
+    header = ["sample", "true", "predicted" if regression else "predicted (p)", "explained"] + ["peak (row, col)" if kind == "image" else "top attributions"] + list(per_sample)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     p = explanation.predictions
-    predicted, confidence = (p.argmax(axis=1), p.max(axis=1)) if p.shape[1] > 1 else ((p[:, 0] > 0.5).astype(int), p[:, 0])
+    predicted, confidence = task.predicted(p), p.max(axis=1)
     if kind == "image":
         peaks = np.stack(np.unravel_index(np.abs(maps).reshape(n, -1).argmax(axis=1), maps.shape[1:3]), axis=1).tolist()
     finite = np.isfinite(maps.reshape(n, -1)).all(axis=1)
@@ -270,8 +275,12 @@ def markdown_table(
         else:
             names = feature_names or [f"x{j}" for j in range(maps.shape[1])]
             top = top_features(maps[i], names)
-        true = _label(labels[i], class_names) if labels is not None else "–"
-        cells = [str(int(ids[i])), true, f"{_label(int(predicted[i]), class_names)} ({float(confidence[i]):.2f})", _label(explanation.targets[i], class_names), top]
+        if regression:
+            true = f"{float(labels[i]):.4g}" if labels is not None else "–"
+            cells = [str(int(ids[i])), true, f"{float(predicted[i]):.4g}", "value", top]
+        else:
+            true = _label(labels[i], class_names) if labels is not None else "–"
+            cells = [str(int(ids[i])), true, f"{_label(int(predicted[i]), class_names)} ({float(confidence[i]):.2f})", _label(explanation.targets[i], class_names), top]
         cells += [f"{float(per_sample[k][i]):.3g}" for k in per_sample]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,14 +1,17 @@
-"""Explainers: each turns (model, inputs, targets) into an :class:`~tf_explain_kit.Explanation`."""
+"""Explainers: each turns (model, inputs, targets) into an :class:`~tf_explain_kit.Explanation`.
+
+Every module of this package is imported here, so each method declares itself (see
+:mod:`.registry`) and is exported under its class name without being listed anywhere else.
+"""
+
+import importlib
+import pkgutil
 
 from .base import Explainer
-from .cam import GradCAM, GradCAMPlusPlus
-from .deeplift import DeepLift
-from .gradients import GradientInput, Saliency
-from .integrated_gradients import IntegratedGradients
-from .lime import LimeImage, LimeTabular, LimeText
-from .lrp import LRP
-from .noise import SmoothGrad, VarGrad
-from .occlusion import Occlusion
-from .shap import DeepShap, GradientShap, KernelShap, PartitionShap
+from .registry import METHODS
 
-__all__ = ["DeepLift", "DeepShap", "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GradientShap", "IntegratedGradients", "KernelShap", "LimeImage", "LimeTabular", "LimeText", "LRP", "Occlusion", "PartitionShap", "Saliency", "SmoothGrad", "VarGrad"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f".{_module.name}", __name__)
+
+globals().update({method.cls.__name__: method.cls for method in METHODS.values()})
+__all__ = ["Explainer"] + sorted(method.cls.__name__ for method in METHODS.values())

@@ -10,6 +10,7 @@ import numpy as np
 from ..imaging import resize_bilinear, resize_linear
 from ..model import GradientPass, Inputs, flat_inputs, image_position, iter_layers
 from .base import OnePassExplainer
+from .registry import register
 
 _RANKS = (4, 3)  # (N, h, w, channels) images, (N, steps, channels) sequences
 _EXPECTED = "not (N, h, w, channels) or (N, steps, channels)"
@@ -33,6 +34,7 @@ def _sequence_length(x: Inputs, calls: list, fallback: int) -> int:
     return embedded[0][1] if embedded else fallback
 
 
+@register(kinds=("image", "sequence", "tokens"))
 class GradCAM(OnePassExplainer):
     """Grad-CAM (Selvaraju et al., 2017): ReLU(Σ_k mean(∂score/∂A_k) · A_k), upsampled.
 
@@ -113,6 +115,7 @@ class GradCAM(OnePassExplainer):
         return resize_bilinear(cam, height, width), facts, result
 
 
+@register(kinds=("image", "sequence", "tokens"))
 class GradCAMPlusPlus(GradCAM):
     """Grad-CAM++ (Chattopadhay et al., 2018): pixel-weighted positive gradients."""
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..model import GradientPass, Inputs, ModelAdapter, flat_inputs, map_inputs, num_samples
 from ..targets import resolve
 from .base import OnePassExplainer, require_float_inputs
+from .registry import NUMERIC, register
 from .propagation import deeplift_rules
 from .propagation.graph import probe
 
@@ -69,6 +70,7 @@ def summation_gap(attributions: Any, difference: np.ndarray) -> np.ndarray:
     return sum(a.reshape(len(a), -1).astype(np.float64).sum(axis=1) for a in arrays) - difference
 
 
+@register(kinds=NUMERIC)
 class DeepLift(OnePassExplainer):
     """DeepLIFT (rescale rule): ``(x − baseline) · m``, with ``m`` DeepLIFT's multipliers.
 

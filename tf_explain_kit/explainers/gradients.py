@@ -10,8 +10,10 @@ import numpy as np
 from ..model import Inputs, map_inputs
 from ..model import GradientPass
 from .base import OnePassExplainer, require_float_inputs
+from .registry import NUMERIC, register
 
 
+@register(kinds=NUMERIC)
 class Saliency(OnePassExplainer):
     """Gradient sensitivity: |∂score/∂x| (or the signed gradient with ``signed=True``)."""
 
@@ -27,6 +29,7 @@ class Saliency(OnePassExplainer):
         return (result.grads if self.signed else map_inputs(np.abs, result.grads)), {}, result
 
 
+@register(kinds=NUMERIC)
 class GradientInput(OnePassExplainer):
     """Gradient × Input: x · ∂score/∂x (exact for linear models with a zero baseline)."""
 

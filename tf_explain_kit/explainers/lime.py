@@ -32,6 +32,7 @@ from ..model import Inputs, flat_inputs, image_position, map_inputs, num_samples
 from ..rng import preserved_global_state
 from .base import Explainer
 from .groups import input_groups, spread
+from .registry import Setting, register
 
 Segmentation = Callable[[np.ndarray], np.ndarray]
 
@@ -142,6 +143,7 @@ def _require_image_input(model: keras.Model) -> None:
         raise ValueError(f"model: LimeImage explains images (N, H, W[, C]); model '{model.name}' takes {shapes}. Use LimeTabular for tables, LimeText for texts, or KernelShap.")
 
 
+@register(kinds=("image",), serves={"lime": ("image",)})
 class LimeImage(Explainer):
     """LIME on superpixels: a weighted ridge fit of the score on which superpixels are shown.
 
@@ -250,6 +252,7 @@ class LimeImage(Explainer):
 # -- tables -------------------------------------------------------------------------------------
 
 
+@register(kinds=("tabular", "sequence"), defaults=lambda s: {"training_data": s.data}, serves={"lime": ("tabular", "sequence")})
 class LimeTabular(Explainer):
     """lime's ``LimeTabularExplainer`` with the compiled forward as its prediction function.
 
@@ -390,6 +393,12 @@ def _mode(a: np.ndarray) -> np.ndarray:
 # -- texts --------------------------------------------------------------------------------------
 
 
+def _vocabulary(setting: Setting) -> dict:
+    """Token ids are read as words through the caller's vocabulary (token strings by id)."""
+    return {"vocabulary": list(setting.vocabulary)} if setting.kind == "tokens" and setting.vocabulary is not None else {}
+
+
+@register(kinds=("strings", "tokens"), defaults=_vocabulary, serves={"lime": ("strings", "tokens")})
 class LimeText(Explainer):
     """lime's ``LimeTextExplainer`` (tokens removed, bag of words) on the compiled forward.
 

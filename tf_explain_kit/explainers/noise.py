@@ -10,9 +10,11 @@ import numpy as np
 from ..checks import count
 from ..model import Inputs, concat_batches, map_inputs, num_samples
 from .base import Explainer, require_float_inputs
+from .registry import NUMERIC, register
 from .gradients import Saliency
 
 
+@register(kinds=NUMERIC)
 class SmoothGrad(Explainer):
     """Mean of ``base`` attributions over ``samples`` noisy copies of each input.
 
@@ -55,6 +57,7 @@ class SmoothGrad(Explainer):
         return map_inputs(lambda a: a.mean(axis=0), self._noisy_attributions(x, weights)), {}
 
 
+@register(kinds=NUMERIC)
 class VarGrad(SmoothGrad):
     """Variance of ``base`` attributions over noisy copies (see :class:`SmoothGrad`)."""
 

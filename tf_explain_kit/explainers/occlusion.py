@@ -12,8 +12,10 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from ..model import Inputs, flat_inputs, iter_layers
+from ..data import has_2d_layers
+from ..model import Inputs, flat_inputs
 from .base import Explainer
+from .registry import register
 
 
 def _sizes(value: Any, argument: str) -> tuple[int, ...]:
@@ -31,15 +33,11 @@ def _starts(size: int, patch: int, stride: int) -> list[int]:
     return starts
 
 
-def _has_2d_layers(model: keras.Model) -> bool:
-    return any(type(layer).__name__.endswith("2D") for layer in iter_layers(model))
-
-
 def explained_input(arrays: list[np.ndarray], model: keras.Model) -> tuple[int, str]:
     """Position and kind of the input Occlusion hides: the first float image ``(N, H, W[, C])``,
     else the first time series ``(N, T, F)``, else token ids ``(N, T)``, else a table ``(N, F)``.
     A 3-D float input is a grey image when the model has 2-D layers, a series otherwise."""
-    image_3d = _has_2d_layers(model)
+    image_3d = has_2d_layers(model)
     kinds = [
         ("image" if a.ndim == 4 or image_3d else "sequence") if a.dtype.kind == "f" and a.ndim in (3, 4) else "tokens" if a.dtype.kind in "iu" and a.ndim == 2 else "tabular" if a.dtype.kind == "f" and a.ndim == 2 else None
         for a in arrays
@@ -50,6 +48,7 @@ def explained_input(arrays: list[np.ndarray], model: keras.Model) -> tuple[int, 
     raise ValueError(f"inputs: Occlusion hides parts of images (N, H, W[, C]), series (N, T, F), token ids (N, T) or tables (N, F); got inputs {[(a.dtype.name, a.shape) for a in arrays]}.")
 
 
+@register(kinds=("image", "sequence", "tabular", "tokens"))
 class Occlusion(Explainer):
     """Score(x) − score(x with a window hidden), averaged over the windows covering each element.
 

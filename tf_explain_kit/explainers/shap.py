@@ -23,6 +23,7 @@ from ..model import GradientPass, Inputs, ModelAdapter, concat_batches, flat_inp
 from ..rng import preserved_global_state
 from ..targets import resolve
 from .base import Explainer, OnePassExplainer, per_token_at, require_float_inputs, require_positions
+from .registry import NUMERIC, background_rows, register
 from .deeplift import DeepLiftPasses, summation_gap
 from .groups import input_groups, spread
 
@@ -58,6 +59,7 @@ def _explained(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 # -- GradientShap ------------------------------------------------------------------------------
+@register(kinds=NUMERIC, defaults=background_rows, serves={"shap": ("image",)})
 class GradientShap(Explainer):
     """Expected gradients (``shap.GradientExplainer``), native and batched.
 
@@ -119,6 +121,7 @@ class GradientShap(Explainer):
 
 
 # -- DeepShap ----------------------------------------------------------------------------------
+@register(kinds=NUMERIC, defaults=background_rows)
 class DeepShap(OnePassExplainer):
     """DeepSHAP: DeepLIFT (:class:`~tf_explain_kit.explainers.deeplift.DeepLift`) averaged
     over a background, as ``shap.DeepExplainer`` defines it, native and batched.
@@ -238,6 +241,7 @@ def shapley_values(d: Design, values: np.ndarray, fx: float, fnull: float) -> np
     return np.append(phi, total - phi.sum())
 
 
+@register(kinds=("tabular", "sequence", "tokens"), defaults=background_rows, serves={"shap": ("tabular", "sequence", "tokens")})
 class KernelShap(Explainer):
     """Kernel SHAP (``shap.KernelExplainer`` with ``l1_reg=False``) on the compiled forward.
 
@@ -405,6 +409,7 @@ class KernelShap(Explainer):
 
 
 # -- PartitionShap -----------------------------------------------------------------------------
+@register(kinds=("image", "sequence", "strings"), serves={"shap": ("strings",)})
 class PartitionShap(Explainer):
     """Partition SHAP (``shap.PartitionExplainer``) for images and for text models.
 
