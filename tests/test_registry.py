@@ -28,8 +28,8 @@ def test_every_method_is_declared_once_and_exported():
 
 def test_methods_by_kind():
     names = lambda kind: {m.name for m in registry.methods(kind)}  # noqa: E731
-    assert names("tokens") == {"gradcam", "gradcam_plus_plus", "integrated_gradients", "lime_text", "lrp", "occlusion", "kernel_shap"}
-    assert names("strings") == {"lime_text", "partition_shap"}
+    assert names("tokens") == {"gradcam", "gradcam_plus_plus", "integrated_gradients", "lime_text", "lrp", "occlusion", "gradient_shap", "kernel_shap"}
+    assert names("strings") == names("tokens") - {"occlusion"} | {"partition_shap"}
     assert {"gradcam", "gradcam_plus_plus", "occlusion", "lime_image"} <= names("image") and "lime_tabular" not in names("image")
     assert names("sequence") == names("tabular") | {"gradcam", "gradcam_plus_plus", "partition_shap"}
     with pytest.raises(ValueError, match=r"kind: expected one of \('image', 'sequence', 'tabular', 'tokens', 'strings'\), got 'text'"):
@@ -56,7 +56,7 @@ def test_generic_names_resolve_by_kind(generic, kind, method):
 
 
 def test_a_method_off_its_kinds_is_refused_with_the_alternatives():
-    with pytest.raises(ValueError, match=r"saliency: Saliency does not apply to token ids \(integer \(N, T\)\)\. Methods for token ids \(integer \(N, T\)\): gradcam, gradcam_plus_plus, integrated_gradients, lime_text, lrp, occlusion, kernel_shap\."):
+    with pytest.raises(ValueError, match=r"saliency: Saliency does not apply to token ids \(integer \(N, T\)\)\. Methods for token ids \(integer \(N, T\)\): gradcam, gradcam_plus_plus, integrated_gradients, lime_text, lrp, occlusion, gradient_shap, kernel_shap\."):
         registry.method_for("saliency", "tokens")
     with pytest.raises(ValueError, match="explainers: unknown method 'salency'"):
         registry.method_for("salency", "image")

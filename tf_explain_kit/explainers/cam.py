@@ -34,7 +34,7 @@ def _sequence_length(x: Inputs, calls: list, fallback: int) -> int:
     return embedded[0][1] if embedded else fallback
 
 
-@register(kinds=("image", "sequence", "tokens"))
+@register(kinds=("image", "sequence", "tokens", "strings"))
 class GradCAM(OnePassExplainer):
     """Grad-CAM (Selvaraju et al., 2017): ReLU(Σ_k mean(∂score/∂A_k) · A_k), upsampled.
 
@@ -115,7 +115,7 @@ class GradCAM(OnePassExplainer):
         return resize_bilinear(cam, height, width), facts, result
 
 
-@register(kinds=("image", "sequence", "tokens"))
+@register(kinds=("image", "sequence", "tokens", "strings"))
 class GradCAMPlusPlus(GradCAM):
     """Grad-CAM++ (Chattopadhay et al., 2018): pixel-weighted positive gradients."""
 

@@ -13,7 +13,7 @@ from ..imaging import blur
 from ..model import Inputs, concat_batches, flat_inputs, map_inputs, num_samples, take
 from ..text import is_text
 from .base import Explainer, per_token_at, require_float_inputs, require_positions
-from .registry import NUMERIC, at_embedding, register
+from .registry import NUMERIC, TEXT, at_embedding, register
 
 BASELINES = ("zeros", "blur", "uniform")
 INTEGRATIONS = ("gauss_legendre", "riemann_midpoint", "riemann_trapezoid")
@@ -33,7 +33,7 @@ def path_points(steps: int, integration: str) -> tuple[np.ndarray, np.ndarray]:
     return alphas, weights if steps > 1 else np.ones(1)
 
 
-@register(kinds=NUMERIC + ("tokens",), defaults=at_embedding)
+@register(kinds=NUMERIC + TEXT, defaults=at_embedding)
 class IntegratedGradients(Explainer):
     """Integrated Gradients (Sundararajan et al., 2017).
 

@@ -36,7 +36,7 @@ from ..model import GradientPass, Inputs, flat_inputs, map_inputs
 from ..structure import all_layers
 from ..tf_backend import elementwise_backward, scale_gradient
 from .base import OnePassExplainer
-from .registry import NUMERIC, register
+from .registry import NUMERIC, TEXT, register
 from .deeplift import example_input
 from .propagation.attention import attention_step
 from .propagation.canonizers import DEFAULT_CANONIZERS, Canonizer, Structure, canonize, is_elementwise_affine
@@ -51,7 +51,7 @@ _GATES = ("sigmoid", "hard_sigmoid", "softmax")
 _PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 
 
-@register(kinds=NUMERIC + ("tokens",), defaults=lambda s: {"rule": "composite" if s.kind == "image" else "epsilon"})
+@register(kinds=NUMERIC + TEXT, defaults=lambda s: {"rule": "composite" if s.kind == "image" else "epsilon"})
 class LRP(OnePassExplainer):
     """Layer-wise Relevance Propagation: pixel-level relevance that sums to the explained score.
 

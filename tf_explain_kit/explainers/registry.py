@@ -25,7 +25,8 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 import numpy as np
 
-from ..data import KINDS, KIND_DESCRIPTIONS
+from ..data import KIND_DESCRIPTIONS, KINDS
+from ..data import TEXT_KINDS as TEXT  # noqa: F401  (for declarations: token ids and strings)
 from ..model import Inputs, embedding_layers, map_inputs, path_of, take
 from .base import Explainer
 
@@ -76,8 +77,8 @@ def no_defaults(setting: Setting) -> dict:
 
 
 def background_rows(setting: Setting) -> dict:
-    """SHAP's reference samples: the first rows of the data; for token ids, one row of
-    padding (id 0), so a hidden token is an absent one."""
+    """SHAP's reference samples: the first rows of the data (texts too); for token ids, one
+    row of padding (id 0), so a hidden token is an absent one."""
     if setting.kind == "tokens":
         return {"background": map_inputs(np.zeros_like, take(setting.data, slice(0, 1)))}
     return {"background": take(setting.data, slice(0, BACKGROUND))}

@@ -23,7 +23,7 @@ from ..model import GradientPass, Inputs, ModelAdapter, concat_batches, flat_inp
 from ..rng import preserved_global_state
 from ..targets import resolve
 from .base import Explainer, OnePassExplainer, per_token_at, require_float_inputs, require_positions
-from .registry import NUMERIC, background_rows, register
+from .registry import NUMERIC, TEXT, at_embedding, background_rows, register
 from .deeplift import DeepLiftPasses, summation_gap
 from .groups import input_groups, spread
 
@@ -59,7 +59,7 @@ def _explained(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 # -- GradientShap ------------------------------------------------------------------------------
-@register(kinds=NUMERIC, defaults=background_rows, serves={"shap": ("image",)})
+@register(kinds=NUMERIC + TEXT, defaults=lambda s: {**background_rows(s), **at_embedding(s)}, serves={"shap": ("image",)})
 class GradientShap(Explainer):
     """Expected gradients (``shap.GradientExplainer``), native and batched.
 
@@ -241,7 +241,7 @@ def shapley_values(d: Design, values: np.ndarray, fx: float, fnull: float) -> np
     return np.append(phi, total - phi.sum())
 
 
-@register(kinds=("tabular", "sequence", "tokens"), defaults=background_rows, serves={"shap": ("tabular", "sequence", "tokens")})
+@register(kinds=("tabular", "sequence", "tokens", "strings"), defaults=lambda s: {"background": None} if s.kind == "strings" else background_rows(s), serves={"shap": ("tabular", "sequence", "tokens")})
 class KernelShap(Explainer):
     """Kernel SHAP (``shap.KernelExplainer`` with ``l1_reg=False``) on the compiled forward.
 
