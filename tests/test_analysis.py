@@ -93,6 +93,9 @@ def test_several_runs_are_listed_and_named(trained_runs):
         run.explanation("lrp", 0)
     with pytest.raises(KeyError, match=r"epoch: gradcam was not logged at epoch 1; it was at epochs \[0, 2\]"):
         run.explanation("gradcam", 1)
+    np.testing.assert_array_equal(run.explanation("gradcam", "2").attributions, run.explanation("gradcam", 2).attributions)
+    with pytest.raises(TypeError, match=r"epoch: expected an int such as 3 .* got 2.0"):
+        run.explanation("gradcam", 2.0)
 
 
 def test_missing_empty_and_newer_logs_are_clear_errors(tmp_path, monkeypatch):
@@ -100,6 +103,11 @@ def test_missing_empty_and_newer_logs_are_clear_errors(tmp_path, monkeypatch):
         tek.load_run(tmp_path / "missing")
     with pytest.raises(ValueError, match="log_dir: no tf-explain-kit logs"):
         tek.load_run(tmp_path)
+    with pytest.raises(TypeError, match=r"log_dir: expected a directory path \(str or os.PathLike\), .* got None"):
+        tek.load_run(None)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"log_dir: .*notes.txt' is a file, not a directory; pass the folder given to ExplainCallback"):
+        tek.load_run(tmp_path / "notes.txt")
     monkeypatch.setattr(logformat, "VERSION", logformat.VERSION + 1)  # logs from a future version
     writer = SummaryWriter(tmp_path)
     writer.blobs(logformat.SAMPLES_TAG, 0, logformat.samples_payload(np.zeros((1, 2)), None, np.zeros(1), "tabular"), "samples")

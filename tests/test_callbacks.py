@@ -287,12 +287,34 @@ def test_dataset_and_multi_input_validation_data(tmp_path):
         ({"channels": "mean"}, "channels: expected one of"),
         ({"max_picture_side": 0}, "max_picture_side: expected a positive int"),
         ({"pictures_every": 0}, "pictures_every: expected a positive int"),
+        ({"log_dir": None}, r"log_dir: expected a directory path \(str or os.PathLike\), for example 'logs/run1', got None"),
+        ({"class_names": "abc"}, r"class_names: expected a list of names, for example \['cat', 'dog'\], got 'abc'"),
     ],
 )
 def test_bad_callback_arguments_are_named(kwargs, message, tmp_path):
     options = {"validation_data": (np.zeros((2, 28, 28, 1)), np.zeros(2)), "explainers": ["saliency"], "log_dir": str(tmp_path), **kwargs}
     with pytest.raises((TypeError, ValueError), match=message):
         tek.ExplainCallback(**options)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda x, y, d: tek.ExplainCallback((x, y[:3]), ["saliency"], d), r"validation_data: expected one label per sample in \(x, y\), 6 for x, got y of shape \(3,\)"),
+        (lambda x, y, d: tek.ExplainCallback((x, y), ["saliency"], d, class_names=["a", "b"]), r"class_names: expected a name for each of the model's 3 classes, got 2"),
+        (lambda x, y, d: tek.ExplainCallback((x, y), ["saliency"], d, targets=99), r"targets: class 99 is out of range for a model with 3 output\(s\); use a class index from 0 to 2"),
+        (lambda x, y, d: tek.ExplainCallback((x, y), ["saliency"], d, contrast=3), r"contrast: class 3 is out of range"),
+        (lambda x, y, d: tek.GradCAMCallback((x, y), d, layer="nope"), r"layer: no layer 'nope' in model .* Candidates: 'conv'"),
+    ],
+)
+def test_what_would_fail_every_epoch_is_refused_at_train_begin(build, message, tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 8, 8, 1), np.float32), np.array([0, 1, 2, 0, 1, 2])
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="conv"), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    model.compile("sgd", "mse")
+    with pytest.raises((TypeError, ValueError), match=message):
+        model.fit(x, np.eye(3)[y], epochs=2, verbose=0, callbacks=[build(x, y, str(tmp_path))])
+    assert not os.path.exists(tmp_path / logformat.RUN)  # refused before anything was written
 
 
 def test_single_method_callbacks_share_one_implementation(tmp_path, digits_data):

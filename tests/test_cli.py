@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -146,7 +147,12 @@ def test_demo_trains_logs_and_serves_until_ctrl_c(tmp_path):
                 listing = urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugins_listing", timeout=2).read()
             except OSError:
                 time.sleep(0.5)
-        assert listing is not None and b"scalars" in listing
+        assert listing is not None and json.loads(listing)["tf_explain_kit"]["enabled"], listing[:500]
+        index = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/tf_explain_kit/index", timeout=30).read())
+        run = index["runs"]["explanations"]
+        assert index["errors"] == [] and run["kind"] == "image" and run["training_epochs"] == [0]
+        assert {"gradcam", "integrated_gradients", "lime_image", "gradient_shap", "saliency"} <= set(run["methods"])
+        assert all(epochs == [0] for epochs in run["methods"].values()), run["methods"]
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 0
     finally:

@@ -18,6 +18,7 @@ more than once (a resumed training) keeps its newest record, as the plugin does.
 
 from __future__ import annotations
 
+import numbers
 import os
 import struct
 import warnings
@@ -28,6 +29,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.util import tensor_util
 
 from . import logformat, storage
+from .checks import directory
 from .explanation import Explanation
 from .logwriter import masked_crc
 
@@ -210,6 +212,7 @@ class Run:
     def explanation(self, method: str, epoch: int) -> Explanation:
         """What the callback computed for ``method`` at ``epoch`` (see the storage precision
         in :mod:`logformat`); ``extras["seconds"]`` is the time it took."""
+        epoch = _epoch(epoch)
         if (method, epoch) not in self._explanations:
             raise KeyError(f"epoch: {method} was not logged at epoch {epoch}; it was at epochs {self.epochs_of(method)}.")
         fields = logformat.read_explanation(_read(self._explanations[(method, epoch)]))
@@ -236,6 +239,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, epochs={len(self.epochs)}, methods={self.methods})"
+
+
+def _epoch(epoch: Any) -> int:
+    """An epoch number: an int, or a string of digits such as ``"3"``."""
+    if isinstance(epoch, str) and epoch.strip().isdigit():
+        return int(epoch)
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+        raise TypeError(f"epoch: expected an int such as 3 (see run.epochs_of(method)), got {epoch!r}.")
+    return int(epoch)
 
 
 def _blobs(value: Any) -> list[bytes]:
@@ -271,8 +283,11 @@ def runs(log_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def _found(log_dir: str | os.PathLike) -> dict[str, str]:
-    if not storage.isdir(os.fspath(log_dir)):
-        raise FileNotFoundError(f"log_dir: {os.fspath(log_dir)!r} does not exist; pass the log_dir given to ExplainCallback.")
+    log_dir = directory(log_dir)
+    if not storage.isdir(log_dir):
+        if storage.exists(log_dir):
+            raise NotADirectoryError(f"log_dir: {log_dir!r} is a file, not a directory; pass the folder given to ExplainCallback (the one that holds 'explanations').")
+        raise FileNotFoundError(f"log_dir: {log_dir!r} does not exist; pass the log_dir given to ExplainCallback.")
     found = runs(log_dir)
     if not found:
         raise ValueError(f"log_dir: no tf-explain-kit logs under {os.fspath(log_dir)!r} (no '{logformat.RUN}' folder with event files). Was ExplainCallback given this log_dir?")

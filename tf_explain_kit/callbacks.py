@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Sequence
 import keras
 import numpy as np
 
-from . import logformat, render, text, tf_backend
-from .checks import count
+from . import logformat, render, targets, text, tf_backend
+from .checks import count, directory, names
 from .data import TEXT_KINDS, class_labels, kind_of, logged_kind, select, split_validation
 from .tasks import task_of
 from .explainers.base import Explainer
@@ -119,10 +119,10 @@ class ExplainCallback(keras.callbacks.Callback):
             count(max_picture_side, "max_picture_side", hint="or None for full-size pictures")
         count(pictures_after, "pictures_after", minimum=0)
         count(pictures_every, "pictures_every")
-        self.validation_data, self.log_dir = validation_data, str(log_dir)
+        self.validation_data, self.log_dir = validation_data, directory(log_dir)
         self.max_samples, self.targets, self.contrast, self.select = int(max_samples), targets, contrast, select
-        self.class_names = list(class_names) if class_names is not None else None
-        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.class_names = names(class_names, "class_names")
+        self.feature_names = names(feature_names, "feature_names")
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
         self.on_error, self.precision, self.channels, self.output = on_error, precision, channels, output
         self.max_picture_side, self.pictures_after, self.pictures_every = max_picture_side, int(pictures_after), int(pictures_every)
@@ -153,6 +153,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.chief = tf_backend.is_chief(self.model)
         self._worked: set[Explainer] = set()  # explainers that ran once: later failures are per epoch
         self._refused: list[tuple[str, str]] = []  # (method, markdown), logged when the session starts
+        self._check_classes(adapter)
         self.jobs = [job for job in (self._job(item, every, options, x_all) for item, every, options in self._specs) if job is not None]
         if not self.chief:
             return
@@ -160,6 +161,14 @@ class ExplainCallback(keras.callbacks.Callback):
         self._logging, self._pending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-explain-kit"), []
         weakref.finalize(self, self._writer.close)  # closed even if training dies before on_train_end
         self._samples_logged = False
+
+    def _check_classes(self, adapter: ModelAdapter) -> None:
+        """Refuse at train begin what would fail every epoch: targets, contrasts or class
+        names that do not fit the model's outputs."""
+        outputs = adapter.num_outputs
+        targets.request(self.targets, self.contrast, len(self.ids), outputs)  # raises what explain() would
+        if self.class_names is not None and len(self.class_names) < outputs:
+            raise ValueError(f"class_names: expected a name for each of the model's {outputs} classes, got {len(self.class_names)}: {self.class_names!r}.")
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """The first epoch of this fit: the session's start, then the samples (a resumed
@@ -194,7 +203,7 @@ class ExplainCallback(keras.callbacks.Callback):
 
     def _job(self, item: Any, every: int, options: dict, data: Any) -> tuple[Explainer, int] | None:
         """The explainer of one spec, or None (warned and logged) if it does not apply."""
-        name = item.method if isinstance(item, Explainer) else item
+        name, explicit = (item.method if isinstance(item, Explainer) else item), bool(options)
         try:
             if isinstance(item, Explainer) and item.method in registry.METHODS:
                 registry.method_for(item.method, self.kind)  # an instance off its kinds
@@ -203,8 +212,8 @@ class ExplainCallback(keras.callbacks.Callback):
                 options = {"vocabulary": self.vocabulary, **({"output": self._output} if self._output is not None else {}), **options}
             return registry.resolve(item, self.model, data, self.kind, **options), every
         except Exception as error:  # a method that does not apply must not stop training
-            if self.on_error == "raise":
-                raise
+            if self.on_error == "raise" or (explicit and not isinstance(error, registry.NotApplicable)):
+                raise  # options the user gave (GradCAMCallback(layer="nope")) are wrong, not inapplicable
             self._refuse(name, error)
             return None
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +73,37 @@ def _serve(logdir: str, port: int) -> int:
 
 
 # -- explain: inputs -----------------------------------------------------------------------------
+def _input_shapes(path: str) -> list[tuple] | None:
+    """The input shapes ``(None, ...)`` a saved ``.keras`` model declares in its config, read
+    without TensorFlow (None when the config does not say: subclassed models, other formats)."""
+    if not os.path.isfile(path):
+        raise UsageError(f"model: no such file {path!r}; pass a model saved with model.save('model.keras').")
+    if not path.endswith(".keras"):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise UsageError(f"model: cannot load {path!r} as a Keras model ({str(error).splitlines()[0][:200] if str(error) else type(error).__name__}).") from None
+    layers = config.get("config", {}).get("layers", []) if isinstance(config.get("config"), dict) else []
+    shapes = [tuple(layer["config"]["batch_shape"]) for layer in layers if isinstance(layer, dict) and layer.get("class_name") == "InputLayer" and "batch_shape" in layer.get("config", {})]
+    return shapes or None
+
+
+def _check_shape(x: Any, shapes: list[tuple] | None) -> None:
+    """The data's shape against a single-input model's declared input (the whole file's shape
+    in the message)."""
+    if shapes is None or len(shapes) != 1 or not hasattr(x, "shape") or x.dtype.kind not in "biuf":
+        return
+    expected = shapes[0]
+    if x.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected[1:], x.shape[1:])):
+        shown = "(N, " + ", ".join("?" if d is None else str(d) for d in expected[1:]) + ")"
+        raise UsageError(f"data: expected shape {shown} for the model's input, got {x.shape}.")
+
+
 def _load_model(path: str) -> Any:
     import keras
 
-    if not os.path.isfile(path):
-        raise UsageError(f"model: no such file {path!r}; pass a model saved with model.save('model.keras').")
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # any failure to read the file is bad input
@@ -83,13 +111,13 @@ def _load_model(path: str) -> Any:
         raise UsageError(f"model: cannot load {path!r} as a Keras model ({detail[:200]}).") from None
 
 
-def _load_data(path: str, model: Any, labels: str | None) -> tuple[Any, Any]:
+def _load_data(path: str, shapes: list[tuple] | None, labels: str | None) -> tuple[Any, Any]:
     """``(x, y)`` from a .npz/.npy file, a CSV table or a folder of images (``y`` may be None)."""
     import numpy as np
 
     source = Path(path)
     if source.is_dir():
-        return _load_images(source, model), None
+        return (None if shapes is None else _load_images(source, shapes)), None  # None: read once the model is loaded
     if not source.is_file():
         raise UsageError(f"data: no such file or folder {path!r}.")
     suffix = source.suffix.lower()
@@ -131,7 +159,7 @@ def _load_csv(source: Path, labels: str | None) -> tuple[Any, Any]:
     return table.to_numpy("float32"), y
 
 
-def _load_images(folder: Path, model: Any) -> Any:
+def _load_images(folder: Path, shapes: list[tuple] | None) -> Any:
     """Every image in ``folder`` (sorted by name), resized to the model's input, in [0, 1]."""
     import numpy as np
     from PIL import Image
@@ -139,7 +167,7 @@ def _load_images(folder: Path, model: Any) -> Any:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"data: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in folder {str(folder)!r}.")
-    shape = tuple(model.inputs[0].shape[1:])
+    shape = tuple(shapes[0][1:]) if shapes and len(shapes) == 1 else ()
     if len(shape) != 3 or None in shape:
         raise UsageError(f"data: a folder of images needs a model taking (height, width, channels) images, this one takes {shape}.")
     height, width, channels = shape
@@ -156,14 +184,35 @@ def _load_images(folder: Path, model: Any) -> Any:
     return np.stack(images).reshape((len(images), height, width, channels))
 
 
-def _methods(text: str) -> list[str]:
+def _method_names() -> tuple[str, ...]:
+    """The registry's method names (importing the explainers, and with them TensorFlow)."""
     from tf_explain_kit.explainers import registry
 
+    return registry.names()
+
+
+def _methods(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in registry.names()]
-    if unknown or not names:
-        raise UsageError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(registry.names())}." if unknown else "--methods: name at least one method.")
+    if not names:
+        raise UsageError("--methods: name at least one method.")
+    known = _method_names()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(known)}.")
     return names
+
+
+class _HelpWithMethods(argparse.Action):
+    """``explain --help``: the usual help, then the method names (read from the registry
+    only when help is asked for)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: str | None = None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        parser.epilog = "methods (--methods): " + ", ".join(_method_names())
+        parser.print_help()
+        parser.exit()
 
 
 def _targets(text: str, y: Any) -> int | str | None:
@@ -271,23 +320,27 @@ def _logged_batches(logdir: str, methods: list[str], batch_size: int) -> int:
 
 # -- explain -------------------------------------------------------------------------------------
 def _explain(args: argparse.Namespace) -> int:
-    from tf_explain_kit import tf_backend
-
     if args.logdir is None and args.output is None:
         raise UsageError("explain: say where results go with --logdir DIR and/or --output FILE.npz.")
     if args.output is not None and not args.output.endswith(".npz"):
         raise UsageError(f"--output: expected a file name ending in .npz, got {args.output!r}.")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive number, got {args.batch_size}.")
+    shapes = _input_shapes(args.model)  # files and shapes are checked before TensorFlow loads
+    x, y = _load_data(args.data, shapes, args.labels)
+    _check_shape(x, shapes)
+    targets = _targets(args.targets, y)
     names = _methods(args.methods)
+    from tf_explain_kit import tf_backend
+
     strategy = tf_backend.make_strategy(args.strategy)  # before any other TensorFlow work
     model = _load_model(args.model)
-    x, y = _load_data(args.data, model, args.labels)
-    targets = _targets(args.targets, y)
+    if x is None:
+        x = _load_images(Path(args.data), [tuple(model.inputs[0].shape)] if len(model.inputs) == 1 else None)
     from tf_explain_kit.model import ModelAdapter, num_samples, take
 
     try:
-        ModelAdapter.shared(model).prepare(take(x, slice(0, 1)), name="data")
+        ModelAdapter.shared(model).prepare(x, name="data")
         explainers = _explainers(names, model, take(x, slice(0, args.batch_size)), args.samples)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error).splitlines()[0]) from None
@@ -349,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-serve", action="store_true", help="stop after training")
 
-    explain = commands.add_parser("explain", help="explain every sample of a dataset with a saved Keras model")
+    explain = commands.add_parser("explain", help="explain every sample of a dataset with a saved Keras model", add_help=False)
+    explain.add_argument("-h", "--help", action=_HelpWithMethods, help="show this help and the method names, then exit")
     explain.add_argument("model", help="a saved Keras model (.keras)")
     explain.add_argument("--data", required=True, help="a .npz (arrays x[, y]) or .npy file, a CSV table, or a folder of images")
     explain.add_argument("--methods", default="integrated_gradients", help="comma-separated method names (default: integrated_gradients)")

@@ -24,13 +24,26 @@ def split_validation(validation_data: Any, batched_rank: int | None = None) -> t
         return _from_dataset(validation_data, batched_rank)
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
         x, y = validation_data[0], validation_data[1]
-        return x, None if y is None else _targets(y)
+        return x, None if y is None else _labels_for(x, _targets(y))
     if isinstance(validation_data, (np.ndarray, list, dict)):
         return validation_data, None
     raise TypeError(
         f"validation_data: expected (x, y) arrays, x alone, or a tf.data.Dataset of (x, y), got {type(validation_data).__name__}. "
         "For multi-input models pass ({'input_a': xa, 'input_b': xb}, y) or ([xa, xb], y)."
     )
+
+
+def _labels_for(x: Inputs, y: Any) -> Any:
+    """``y`` (an array, or one per output) checked to hold one target per sample of ``x``."""
+    arrays = flat_inputs(x)
+    if isinstance(x, (list, tuple)) and not all(isinstance(a, np.ndarray) for a in arrays):
+        n = len(x)  # texts, or a nested list as one array
+    else:
+        n = len(np.asarray(arrays[0]))
+    for part in flat_inputs(y):
+        if np.ndim(part) == 0 or len(part) != n:
+            raise ValueError(f"validation_data: expected one label per sample in (x, y), {n} for x, got y of shape {np.shape(part)}. Pass labels for every sample of x, or x alone.")
+    return y
 
 
 def dataset_inputs(dataset: Any, batched_rank: int | None, name: str = "inputs") -> Inputs:

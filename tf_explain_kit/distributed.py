@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from . import logformat, tf_backend
-from .checks import count
+from .checks import count, directory, names
 from .callbacks import health
 from .explainers.registry import resolve
 from .data import class_labels, kind_of, logged_kind
@@ -95,6 +95,8 @@ def explain_dataset(
     """
     count(batch_size, "batch_size")
     count(start_batch, "start_batch", minimum=0)
+    log_dir = None if log_dir is None else directory(log_dir)
+    class_names = names(class_names, "class_names")
     if not (targets is None or targets == "labels" or (isinstance(targets, (int, np.integer)) and not isinstance(targets, bool))):
         raise ValueError(f"targets: expected None (predicted class), a class index or 'labels', got {targets!r}.")
     if precision not in logformat.PRECISIONS:

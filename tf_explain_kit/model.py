@@ -120,9 +120,10 @@ def _strings_as(array: np.ndarray, spec: Any, name: str) -> np.ndarray:
             raise TypeError(f"{name}: model input '{spec.name}' takes strings, got {array.dtype} of shape {array.shape}. Pass the raw texts: a list of str or an array of strings (N,) or (N, 1).")
         return array
     if not _takes_strings(spec):
+        what = "token ids" if "int" in str(spec.dtype) else "numbers"
         raise TypeError(
-            f"{name}: model input '{spec.name}' takes {spec.dtype} (token ids), got strings. Vectorize the texts first "
-            "(for example with the adapted TextVectorization layer) or, for LIME, pass LimeText(model, tokenizer=...)."
+            f"{name}: model input '{spec.name}' takes {spec.dtype} ({what}), got strings ({array.dtype}, shape {array.shape}). "
+            "Convert them to numbers first (texts: the adapted TextVectorization layer; for LIME, LimeText(model, tokenizer=...))."
         )
     return text.string_array(array, tuple(spec.shape)) if array.ndim in (1, 2) else array
 
@@ -246,6 +247,7 @@ class ModelAdapter:
             raise ValueError(f"{name}: every input array needs the same number of samples, got {[len(a) for a in arrays]}.")
         if specs is not None:
             for array, spec in zip(arrays, specs):
+                _strings_as(array, spec, name)  # every input of a multi-input model too
                 self._check_shape(array, spec, name)
         for array in arrays:
             if array.dtype.kind == "f" and not np.isfinite(array).all():

@@ -42,6 +42,10 @@ def isdir(path: str) -> bool:
     return _gfile().isdir(path) if is_url(path) else os.path.isdir(path)
 
 
+def exists(path: str) -> bool:
+    return _gfile().exists(path) if is_url(path) else os.path.exists(path)
+
+
 def glob(pattern: str) -> list[str]:
     return sorted(_gfile().glob(pattern) if is_url(pattern) else _glob.glob(pattern))
 

@@ -91,6 +91,10 @@ def test_cam_layer_errors_list_the_candidates(digits_model, dense_model, digits_
         (lambda m: tek.IntegratedGradients(m, layer="nope"), "layer: no layer 'nope'"),
         (lambda m: tek.SmoothGrad(m, samples=0), "samples: expected a positive int"),
         (lambda m: tek.SmoothGrad(m, noise=-1), "noise: expected a non-negative fraction"),
+        (lambda m: tek.SmoothGrad(m, noise="x"), r"noise: expected a number, .* got 'x'"),
+        (lambda m: tek.IntegratedGradients(m, baseline=np.zeros((5, 5, 1))), r"baseline: expected an array that broadcasts .* one sample \(28, 28, 1\) .* got shape \(5, 5, 1\)"),
+        (lambda m: tek.IntegratedGradients(m, baseline=np.zeros((3, 28, 28, 1))).explain(np.zeros((2, 28, 28, 1))), r"baseline: expected .* \(N, 28, 28, 1\), got shape \(3, 28, 28, 1\)"),
+        (lambda m: tek.Saliency(m).explain(np.full((2, 28, 28, 1), "0.5")), r"inputs: model input .* takes float32 \(numbers\), got strings \(<U3, shape \(2, 28, 28, 1\)\)"),
         (lambda m: tek.SmoothGrad(m, base="saliency"), "base: expected an explainer instance"),
         (lambda m: tek.Occlusion(m, patch_size=0), r"patch_size: expected a positive int or \(rows, columns\)"),
         (lambda m: tek.Occlusion(m, fill="median"), "fill: expected a number, 'mean' or an array shaped like one sample"),
@@ -99,6 +103,13 @@ def test_cam_layer_errors_list_the_candidates(digits_model, dense_model, digits_
 def test_bad_options_are_named(build, message, digits_model):
     with pytest.raises((TypeError, ValueError), match=message):
         build(digits_model)
+
+
+def test_strings_for_a_numeric_input_of_a_multi_input_model_are_refused():
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    with pytest.raises(TypeError, match=r"inputs: model input 'b' takes float32 \(numbers\), got strings"):
+        tek.Saliency(model).explain({"a": np.zeros((2, 3)), "b": np.array([["1", "2"], ["3", "4"]])})
 
 
 def test_an_unbuilt_model_is_refused():

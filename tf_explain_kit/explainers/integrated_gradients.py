@@ -74,6 +74,9 @@ class IntegratedGradients(Explainer):
         self.steps, self.baseline, self.integration, self.seed = int(steps), baseline, integration, seed
         self.layer = None if layer is None else self.adapter.find_layer(layer)
         require_positions(self.adapter, self.layer)
+        specs = self.adapter._input_specs()
+        if isinstance(baseline, np.ndarray) and baseline.dtype.kind in "fiub" and specs is not None and len(specs) == 1:
+            _check_baseline(baseline.shape, (None,) + tuple(specs[0].shape)[1:])
 
     def baselines(self, x: Inputs) -> Inputs:
         """The baseline of every sample, in the input's structure and shape."""
@@ -84,7 +87,7 @@ class IntegratedGradients(Explainer):
         elif isinstance(x, np.ndarray) and is_text(x):  # texts: one for all samples or one each, in any form
             b = np.broadcast_to(self.adapter.prepare(self.baseline, name="baseline"), x.shape).copy()
         else:
-            b = map_inputs(lambda a, base: np.broadcast_to(np.asarray(base, a.dtype), a.shape).copy(), x, self.baseline)
+            b = map_inputs(lambda a, base: _check_baseline(np.shape(base), a.shape) and np.broadcast_to(np.asarray(base, a.dtype), a.shape).copy(), x, self.baseline)
         for a, base in zip(flat_inputs(x), flat_inputs(b)):
             if np.shape(base) != a.shape:
                 raise ValueError(f"baseline: expected shape {a.shape} (one baseline per sample), got {np.shape(base)}.")
@@ -156,3 +159,16 @@ class IntegratedGradients(Explainer):
 def _expand(alphas: np.ndarray, like: np.ndarray) -> np.ndarray:
     """``alphas`` shaped to broadcast against ``(m, 1, ...)`` arrays like ``like``."""
     return alphas.astype(np.float32).reshape((1, -1) + (1,) * (like.ndim - 1))
+
+
+def _check_baseline(shape: tuple, expected: tuple) -> bool:
+    """Whether a baseline of ``shape`` broadcasts to inputs of ``expected`` (None: any size);
+    a ValueError naming the shapes otherwise."""
+    fits = len(shape) <= len(expected) and all(b == 1 or e is None or b == e for b, e in zip(shape[::-1], expected[::-1]))
+    if not fits:
+        per_sample = "(" + ", ".join("?" if d is None else str(d) for d in expected[1:]) + ("," if len(expected) == 2 else "") + ")"
+        raise ValueError(
+            f"baseline: expected an array that broadcasts to the inputs' shape, one sample {per_sample} or one per sample "
+            f"(N, {per_sample[1:]}, got shape {tuple(shape)}. Pass for example np.zeros({per_sample}) or baseline='zeros'."
+        )
+    return True

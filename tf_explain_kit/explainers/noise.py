@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import keras
@@ -29,7 +30,9 @@ class SmoothGrad(Explainer):
     def __init__(self, model: keras.Model, samples: int = 25, noise: float = 0.15, seed: int = 0, base: Explainer | None = None, **options: Any):
         super().__init__(model, **options)
         count(samples, "samples")
-        if not np.isscalar(noise) or not noise >= 0:
+        if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
+            raise TypeError(f"noise: expected a number, the noise's standard deviation as a fraction of each sample's value range (for example 0.15), got {noise!r}.")
+        if not noise >= 0:
             raise ValueError(f"noise: expected a non-negative fraction of each sample's value range (for example 0.15), got {noise!r}.")
         if base is not None and not isinstance(base, Explainer):
             raise TypeError(f"base: expected an explainer instance such as tek.Saliency(model), got {type(base).__name__}.")
