@@ -86,12 +86,38 @@ def test_bad_input_exits_2_with_one_line(files, tmp_path, capsys):
     (tmp_path / "broken.keras").write_text("not a model")
     _one_line_error(capsys, ["explain", str(tmp_path / "broken.keras"), "--data", data, *out], "model: cannot load")
     np.save(tmp_path / "small.npy", np.zeros((5, 8, 8, 1), np.float32))
-    _one_line_error(capsys, ["explain", model, "--data", str(tmp_path / "small.npy"), *out], "expected shape")
+    _one_line_error(capsys, ["explain", model, "--data", str(tmp_path / "small.npy"), *out], "data: expected shape (N, 28, 28, 1) for the model's input, got (5, 8, 8, 1).")
     _one_line_error(capsys, ["explain", model, "--data", data, "--methods", "integrated_gradients,nope", *out], "unknown method 'nope'")
     _one_line_error(capsys, ["explain", model, "--data", str(tmp_path / "nothing.npz"), *out], "data: no such file")
     _one_line_error(capsys, ["explain", model, "--data", data], "--logdir DIR and/or --output")
     np.save(tmp_path / "x_only.npy", np.zeros((5, 28, 28, 1), np.float32))
     _one_line_error(capsys, ["explain", model, "--data", str(tmp_path / "x_only.npy"), "--targets", "labels", *out], "has no labels")
+
+
+def test_files_and_shapes_are_checked_before_tensorflow_loads(files, tmp_path):
+    folder, *_ = files
+    np.save(tmp_path / "small.npy", np.zeros((5, 20, 20, 3), np.float32))
+    cases = {
+        "model: no such file": [str(tmp_path / "missing.keras"), "--data", str(tmp_path / "small.npy")],
+        "data: no such file or folder": [str(folder / "digits.keras"), "--data", str(tmp_path / "missing.npz")],
+        "data: expected shape (N, 28, 28, 1) for the model's input, got (5, 20, 20, 3).": [str(folder / "digits.keras"), "--data", str(tmp_path / "small.npy")],
+    }
+    for message, argv in cases.items():
+        code = f"import sys; from tf_explain_kit.cli import main; code = main({['explain', *argv, '--output', str(tmp_path / 'o.npz')]!r}); print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.stdout.split() == ["2", "False", "False"], (message, done.stdout, done.stderr[-500:])
+        lines = done.stderr.strip().splitlines()  # one line: no TensorFlow start-up noise before it
+        assert len(lines) == 1 and lines[0].startswith(f"tf-explain-kit: error: {message}"), done.stderr
+
+
+def test_explain_help_lists_the_method_names(capsys):
+    from tf_explain_kit.explainers import registry
+
+    with pytest.raises(SystemExit) as exit:
+        main(["explain", "--help"])
+    assert exit.value.code == 0
+    listed = capsys.readouterr().out.split("methods (--methods):")[1].replace("\n", " ")
+    assert [name.strip() for name in listed.split(",")] == list(registry.names())
 
 
 def test_interrupted_run_is_readable_and_resumes(files, tmp_path, digits_data):
