@@ -197,6 +197,11 @@ def test_explain_dataset_streams_a_dataset_and_checks_arguments(digits_data, tmp
         tek.explain_dataset(model, x, ["nope"])
     with pytest.raises(ValueError, match="batch_size"):
         tek.explain_dataset(model, x, ["saliency"], batch_size=0)
+    with pytest.raises(TypeError, match=r"log_dir: expected a directory path \(str or os.PathLike\), for example 'logs/run1', got 7"):
+        tek.explain_dataset(model, x, ["saliency"], 7)
+    with pytest.raises(TypeError, match=r"class_names: expected a list of names, for example \['cat', 'dog'\], got '0123456789'"):
+        tek.explain_dataset(model, x, ["saliency"], str(tmp_path), class_names="0123456789")
+    assert not os.listdir(tmp_path)  # refused before anything was written
 
 
 if __name__ == "__main__":
