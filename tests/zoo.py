@@ -3,7 +3,7 @@
 Each :class:`Case` builds one model and the data it is explained on. The method × model
 matrix (``tests/test_zoo_matrix.py``) runs every registered method on every case. Models are
 tiny where the architecture allows; ``keras.applications`` models are built with
-``weights=None`` at 64×64 and get their batch-norm statistics from the data (as a short
+``weights=None`` at 32×32 and get their batch-norm statistics from the data (as a short
 training run would set them). Nothing is downloaded.
 """
 
@@ -22,7 +22,7 @@ from keras import ops
 
 from tf_explain_kit import examples
 
-APP_SIZE = 64
+APP_SIZE = 32  # the smallest input every keras.applications family takes
 SEQ = (32, 3)  # time steps × features of the series models
 TOKENS = 8
 

@@ -223,7 +223,8 @@ class ExplainCallback(keras.callbacks.Callback):
         reason = f"{type(error).__name__}: {error}"
         others = "" if isinstance(error, registry.NotApplicable) else registry.alternatives(self.kind, besides=method)
         warnings.warn(f"ExplainCallback: {method} does not apply to this model and is skipped: {reason} {others}".rstrip(), RuntimeWarning, stacklevel=3)
-        markdown = f"**{method} was refused for this model** (not computed at any epoch)\n\n{reason}\n\n{others}".rstrip()
+        alternatives = f"{others}\n\n" if others else ""  # the reason last: the tab's cell shows the last line
+        markdown = f"**{method} was refused for this model** (not computed at any epoch)\n\n{alternatives}{reason}"
         if epoch is None:
             self._refused.append((method, markdown))
         elif self._writer is not None:

@@ -25,7 +25,7 @@ REFUSAL = "planted refusal: this explainer never explains"
 
 
 class Refusing(tek.Saliency):
-    """An explainer that always fails, so the callback logs its error at every epoch."""
+    """An explainer that always fails: the callback refuses it at its first run and logs why."""
 
     method = "refusing"
 

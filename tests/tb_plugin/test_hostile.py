@@ -241,7 +241,7 @@ def test_a_resumed_training_replaces_what_it_relogs_in_every_reader(hostile_dir,
     _session(folder, 0, range(6), 0.0)
     for get in gets.values():
         deadline = time.monotonic() + 60
-        while run not in answer(get, "/index")["runs"] or len(answer(get, f"/training?run={run}")["epochs"]) < 6:
+        while len(answer(get, "/index")["runs"].get(run, {}).get("methods", {}).get("saliency", [])) < 6 or len(answer(get, f"/training?run={run}")["epochs"]) < 6:
             assert time.monotonic() < deadline
             time.sleep(0.3)
         assert _served(get, run)[2] == {epoch: float(epoch) for epoch in range(6)}  # and cached
