@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.util import tensor_util
 
 import tf_explain_kit as tek
-from tf_explain_kit import examples, logformat
+from tf_explain_kit import examples, logformat, render
 from tests import text_models
 
 CLASS_NAMES = [f"digit-{i}" for i in range(10)]
@@ -570,3 +570,24 @@ def test_a_subclassed_model_fit_would_build_is_built_and_trains_as_without_the_c
     assert len(history.history["loss"]) == 2 and tek.load_run(tmp_path).epochs_of("saliency") == [0, 1]
     for without, with_callback in zip(*weights):
         np.testing.assert_array_equal(without, with_callback)
+
+
+def test_series_are_logged_as_heat_strips(tmp_path):
+    """(N, T, F) series: one picture per sample and method, a band of 8 pixel rows per feature
+    over the T steps (widened to the minimum side), for pixel-level and (N, T) maps alike."""
+    from tests import zoo
+
+    model, series = zoo.built("conv1d_series")
+    labels = model.predict(series, verbose=0).argmax(axis=1)
+    callback = tek.ExplainCallback((series, labels), ["saliency", "gradcam"], str(tmp_path), max_samples=4)
+    weights = model.get_weights()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(series, labels, epochs=1, verbose=0, callbacks=[callback])
+    model.set_weights(weights)
+    events = _events(str(tmp_path))
+    for method in ("saliency", "gradcam"):
+        for sample_id in callback.ids:
+            width, height, png = events[logformat.image_tag(method, int(sample_id))][0]
+            image = mpimage.imread(io.BytesIO(png))
+            steps, features = zoo.SEQ
+            assert image.shape[:2] == (int(height), int(width)) == (8 * features, steps * -(-render.MIN_SIDE // steps))

@@ -286,8 +286,9 @@ class ExplainCallback(keras.callbacks.Callback):
         method, writer = explanation.method, self._writer
         writer.blobs(logformat.explanation_tag(method), epoch, logformat.explanation_payload(explanation, epoch, self.precision, seconds, self.channels), "explanation")
         explanation = self._shown(explanation)
-        if self.kind == "image" and self._pictures_at(epoch):
-            pictures = render.image_pngs(flat_inputs(self.x)[self._shown_input], explanation, max_side=self.max_picture_side)
+        if self.kind in ("image", "sequence") and self._pictures_at(epoch):
+            shown = flat_inputs(self.x)[self._shown_input]
+            pictures = render.image_pngs(shown, explanation, max_side=self.max_picture_side) if self.kind == "image" else render.sequence_pngs(shown, explanation)
             writer.images(epoch, [(logformat.image_tag(method, int(i)), picture) for i, picture in zip(self.ids, pictures)])
         tokens = explanation.extras.get("tokens") or self._tokens()
         truth = self.values if self.task.name == "regression" else self.labels
