@@ -591,3 +591,26 @@ def test_series_are_logged_as_heat_strips(tmp_path):
             image = mpimage.imread(io.BytesIO(png))
             steps, features = zoo.SEQ
             assert image.shape[:2] == (int(height), int(width)) == (8 * features, steps * -(-render.MIN_SIDE // steps))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.path.exists("/bin/mount"), reason="mounting a small tmpfs needs root")
+def test_a_full_disk_stops_the_logging_not_the_training(tmp_path, digits_data):
+    """A 600 KB file system fills after a few epochs: one warning, every epoch trained, and
+    the epochs written before the disk filled read back whole."""
+    x_train, y_train, x_test, y_test = digits_data
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(folder)], check=True)
+    try:
+        model = _compiled_cnn()
+        callback = tek.ExplainCallback((x_test, y_test), ["saliency", "integrated_gradients", "gradcam"], str(folder / "run"), max_samples=16)
+        with pytest.warns(RuntimeWarning, match="No space left on device.*training goes on") as caught:
+            history = model.fit(x_train[:256], y_train[:256], epochs=8, verbose=0, callbacks=[callback])
+        assert len(history.history["loss"]) == 8
+        assert sum("writing failed" in str(w.message) for w in caught) == 1
+        run = tek.load_run(str(folder / "run"))
+        assert 2 <= len(run.epochs) < 8 and run.epochs == list(range(len(run.epochs)))
+        for method in ("saliency", "integrated_gradients", "gradcam"):
+            assert run.epochs_of(method) == run.epochs and run.explanation(method, run.epochs[-1]).attributions.shape[0] == 16
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

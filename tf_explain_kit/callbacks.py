@@ -157,7 +157,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.jobs = [job for job in (self._job(item, every, options, x_all) for item, every, options in self._specs) if job is not None]
         if not self.chief:
             return
-        self._writer = SummaryWriter(self.log_dir)
+        self._writer = SummaryWriter(self.log_dir, keep_going=True)  # a full disk stops the logging, never the training
         self._logging, self._pending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-explain-kit"), []
         weakref.finalize(self, self._writer.close)  # closed even if training dies before on_train_end
         self._samples_logged = False

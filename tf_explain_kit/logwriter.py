@@ -100,8 +100,11 @@ class SummaryWriter:
     one stops writing, with a RuntimeWarning (two callbacks on one log_dir).
     """
 
-    def __init__(self, log_dir: str | os.PathLike):
+    def __init__(self, log_dir: str | os.PathLike, keep_going: bool = False):
+        """``keep_going``: a failed write (a full disk, a lost mount) warns once and stops
+        the writing instead of raising (for a training callback: training goes on)."""
         self.path = storage.join(os.fspath(log_dir), logformat.RUN)
+        self.keep_going, self._failed = keep_going, False
         storage.makedirs(self.path)
         self._lock = None if storage.is_url(self.path) else WriterLock(self.path)
         self._writer = EventFile(self.path)
@@ -120,7 +123,18 @@ class SummaryWriter:
                 warnings.warn(f"{self.path}: another writer in this process took this log_dir over; this one stops writing (give each callback its own log_dir).", RuntimeWarning, stacklevel=4)
                 self._superseded = "warned"
             return
-        self._writer.write(event)
+        if not self._failed:
+            self._guarded(self._writer.write, event)
+
+    def _guarded(self, write, *args) -> None:
+        try:
+            write(*args)
+        except OSError as error:
+            if not self.keep_going:
+                raise
+            if not self._failed:
+                warnings.warn(f"{self.path}: writing failed ({error}); nothing more is logged to this log_dir and training goes on. Free space (or fix the file system), then resume the training to log again.", RuntimeWarning, stacklevel=4)
+            self._failed = True
 
     def session(self, step: int) -> None:
         """Mark the start of a training session at ``step`` (TensorBoard's SessionLog.START):
@@ -142,12 +156,13 @@ class SummaryWriter:
         self._write(step, _value(tag, float(value), _metadata(scalar_metadata, summary_pb2.DATA_CLASS_SCALAR, tag)))
 
     def flush(self) -> None:
-        self._writer.flush()
+        if not self._failed:
+            self._guarded(self._writer.flush)
         if self._lock is not None:
             self._lock.heartbeat()
 
     def close(self) -> None:
-        self._writer.close()
+        self._guarded(self._writer.close)
         if self._lock is not None and not self._superseded:
             self._lock.release()
         if _WRITERS.get(self.path) is self:
