@@ -66,7 +66,7 @@ def _application(name: str, own_preprocessing: bool) -> Callable[[], tuple[keras
 def _augmented_cnn() -> tuple[keras.Model, np.ndarray]:
     """Raw pixels in; Rescaling, an adapted Normalization and (inactive at inference)
     RandomFlip / RandomRotation inside the model."""
-    images, labels, _ = examples.planted_patches(96, seed=1)
+    images, labels = _patches()
     x = images * 255
     norm = L.Normalization(name="normalization")
     norm.adapt(x / 255)
