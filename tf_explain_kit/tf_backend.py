@@ -220,15 +220,14 @@ _FUSE_AT = 4096  # elements per sample from which a fused kernel pays for its co
 
 
 def fused(fn: Callable) -> Callable:
-    """``fn`` compiled by XLA into one kernel per input shape when its first tensor argument
+    """``fn`` compiled by XLA into one kernel per input shape when its largest tensor argument
     is large (``_FUSE_AT`` elements per sample or more, counting the known axes), else run as it is. For the
     elementwise chains of backward rules over large activations (memory-bound: one pass
     instead of one per op); convolutions stay outside, on TensorFlow's own kernels."""
     compiled = tf.function(fn, jit_compile=True, autograph=False)
 
     def call(*args: Any) -> Any:
-        first = next(a for a in args if tf.is_tensor(a))
-        size = math.prod(d for d in first.shape[1:] if d is not None)  # open axes (such as pairs) aside
+        size = max(math.prod(d for d in a.shape[1:] if d is not None) for a in args if tf.is_tensor(a))  # open axes (such as pairs) aside
         return compiled(*args) if size >= _FUSE_AT else fn(*args)
 
     call.kernel = compiled  # the XLA function, for checking which calls reach it
