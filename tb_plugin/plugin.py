@@ -14,8 +14,11 @@ Routes (under ``data/plugin/tf_explain_kit/``), in the style of the images plugi
 - ``epoch?run=&method=&epoch=``: one method at one epoch: targets, predictions, small
   extras as JSON, and array references for the attributions (channels summed for images)
   and large extras such as LIME's ``segments``.
-- ``array?key=``: the bytes behind an array reference: little-endian float32, C order
-  (shape and dtype are in the reference). Keys are opaque to the client.
+- ``array?key=``: the bytes behind an array reference ``{key, shape, dtype[, scale]}``,
+  little-endian, C order: ``float32`` (inputs), ``float16`` (attributions: sample ``i``'s
+  values divided by ``scale[i]``, its largest finite absolute value, so every value is
+  within 2**-11 of that, the precision the log stores), ``uint16`` or ``int32`` (LIME's
+  segments). Keys are opaque to the client.
 - ``training?run=``: the Keras logs (loss, accuracy, val_loss, ...) per epoch.
 - ``index.js`` and ``static/*``: the front end (plain ES modules).
 
@@ -25,6 +28,12 @@ epoch or key, unreadable data) with a plain-text message, raised as TensorBoard'
 named in its ``errors``; a record that cannot be read (damaged or crafted logs) answers
 404 for that request or, in ``training``, leaves that epoch out; other runs and records
 are served as usual.
+
+Decoded records are cached up to ``CACHE_BYTES`` of served arrays (least recently used
+first out), and the listing of a run's tag serves the epoch and array routes for
+``LISTING_SECONDS`` (the index lists anew and refreshes it; a step or record the listing
+does not have is listed anew), so one epoch costs no listing after the index and its
+array no listing and no decoding.
 
 JSON has no NaN or infinity: ``training`` sends a non-finite value (a diverged loss) as
 the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (JavaScript's ``Number()`` reads
@@ -39,8 +48,11 @@ import binascii
 import collections
 import functools
 import json
+import math
 import os
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -59,7 +71,8 @@ JSON_EXTRA_LIMIT = 4096  # numeric extras up to this many values travel as JSON,
 TEXT_PLUGIN = "text"  # the callback logs a method's failures as ``<method>/error`` text summaries
 ERROR_SUFFIX = "/error"
 ERROR_LIMIT = 4000  # characters of one error message sent to the client
-CACHE_ENTRIES = 256  # decoded payloads kept in memory (about 100 KB each for 32 digits)
+CACHE_BYTES = 256 << 20  # decoded records kept in memory, by the size of their arrays
+LISTING_SECONDS = 2.0  # how long a listing of one run's tag serves the epoch and array routes
 
 
 def _route(handler: Callable[..., wrappers.Response]) -> Callable[..., wrappers.Response]:
@@ -117,10 +130,11 @@ def _spelled(number: float) -> str:
 
 
 class _LRU:
-    """A small thread-safe least-recently-used cache."""
+    """A thread-safe least-recently-used cache of values with a ``nbytes``, holding at most
+    ``limit`` bytes (and always the newest value)."""
 
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, collections.OrderedDict(), threading.Lock()
+    def __init__(self, limit: int):
+        self.limit, self.nbytes, self._items, self._lock = limit, 0, collections.OrderedDict(), threading.Lock()
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
@@ -129,10 +143,54 @@ class _LRU:
                 return self._items[key]
         value = make()
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if key not in self._items:
+                self._items[key] = value
+                self.nbytes += value.nbytes
+            while self.nbytes > self.limit and len(self._items) > 1:
+                self.nbytes -= self._items.popitem(last=False)[1].nbytes
         return value
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """An array as the ``array`` route sends it (see the module's notes)."""
+
+    data: bytes
+    shape: list[int]
+    dtype: str
+    scale: list[float] | None = None
+
+    def reference(self, key: str) -> dict:
+        reference = {"key": key, "shape": self.shape, "dtype": self.dtype}
+        return reference if self.scale is None else {**reference, "scale": self.scale}
+
+
+def _wire(values: np.ndarray, dtype: str) -> _Wire:
+    """``values`` as ``dtype``: ``float32``; ``float16`` scaled per sample; ``labels``
+    (``uint16`` when they fit, else ``int32``)."""
+    shape = list(values.shape)
+    if dtype == "labels":
+        labels = np.asarray(values, np.int64)
+        small = labels.size == 0 or (labels.min() >= 0 and labels.max() < 1 << 16)
+        return _Wire(labels.astype("<u2" if small else "<i4").tobytes(), shape, "uint16" if small else "int32")
+    flat = np.asarray(values, np.float32).reshape((shape[0], math.prod(shape[1:])) if shape else (1, 1))
+    if dtype == "float32":
+        return _Wire(flat.astype("<f4").tobytes(), shape, dtype)
+    largest = np.abs(np.where(np.isfinite(flat), flat, 0)).max(axis=1, initial=0)
+    scale = np.where(largest > 0, largest, 1).astype(np.float32)
+    return _Wire((flat / scale[:, None]).astype("<f2").tobytes(), shape, dtype, scale.tolist())
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One decoded record as the routes serve it: JSON fields and arrays."""
+
+    fields: dict
+    arrays: dict[str, _Wire]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(wire.data) for wire in self.arrays.values()) + 4096
 
 
 def array_key(run: str, datum: provider.BlobSequenceDatum, tag: str, name: str) -> str:
@@ -165,34 +223,40 @@ def _newest(data: list[provider.BlobSequenceDatum]) -> dict[int, provider.BlobSe
     return {datum.step: datum for datum in sorted(data, key=lambda d: (d.step, d.wall_time))}
 
 
-def _attribution_maps(explanation: dict) -> np.ndarray:
-    """``(N, ...)`` float32 attributions as drawn: the first input's, channels summed for images."""
-    attributions = explanation["attributions"]
-    if isinstance(attributions, dict):
-        attributions = next(iter(attributions.values()))
-    elif isinstance(attributions, list):
-        attributions = attributions[0]
-    values = np.asarray(attributions, np.float32)
-    return values.sum(axis=-1) if values.ndim == 4 else values
+def _first(value: Any) -> Any:
+    """The first input's array of a single, list or dict structure."""
+    if isinstance(value, dict):
+        return next(iter(value.values()))
+    return value[0] if isinstance(value, list) else value
 
 
-def _first_input(samples: dict) -> np.ndarray:
-    inputs = samples["inputs"]
-    if isinstance(inputs, dict):
-        return next(iter(inputs.values()))
-    return inputs[0] if isinstance(inputs, list) else inputs
+def _explanation_record(blobs: list[bytes]) -> _Record:
+    """The attributions as drawn (the first input's, channels summed for images), LIME's
+    segments, and the rest as JSON fields."""
+    explanation = logformat.read_explanation(blobs)
+    maps = np.asarray(_first(explanation["attributions"]), np.float32)
+    arrays = {"attributions": _wire(maps.sum(axis=-1) if maps.ndim == 4 else maps, "float16")}
+    extras = {}
+    for name, value in explanation["extras"].items():
+        if name == "segments" and isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+            arrays["segments"] = _wire(value, "labels")
+        elif not isinstance(value, np.ndarray) or value.size <= JSON_EXTRA_LIMIT:
+            extras[name] = value
+    fields = {name: explanation[name] for name in ("seconds", "targets", "predictions")}
+    return _Record({**fields, "extras": extras}, arrays)
 
 
-# array name → how to get it from a decoded payload, per reader
-ARRAYS: dict[str, dict[str, Callable[[dict], np.ndarray]]] = {
-    "explanation": {"attributions": _attribution_maps, "segments": lambda e: np.asarray(e["extras"]["segments"])},
-    "samples": {"inputs": _first_input},
-    "training": {},
-}
-READERS: dict[str, Callable[[list[bytes]], dict]] = {
-    "explanation": logformat.read_explanation,
-    "samples": logformat.read_samples,
-    "training": logformat.read_training,
+def _samples_record(blobs: list[bytes]) -> _Record:
+    samples = logformat.read_samples(blobs)
+    inputs = np.asarray(_first(samples["inputs"]))
+    arrays = {"inputs": _wire(inputs, "float32")} if inputs.dtype.kind in "biuf" else {}
+    return _Record({name: samples[name] for name in ("kind", "class_names", "feature_names", "tokens", "ids", "labels")}, arrays)
+
+
+READERS: dict[str, Callable[[list[bytes]], _Record]] = {
+    "explanation": _explanation_record,
+    "samples": _samples_record,
+    "training": lambda blobs: _Record(logformat.read_training(blobs), {}),
 }
 # what reading a blob by a crafted or stale key raises in TensorBoard's data providers
 BAD_BLOB_KEY = (errors.NotFoundError, errors.InvalidArgumentError, ValueError, KeyError, IndexError, TypeError, binascii.Error)
@@ -206,8 +270,8 @@ def _text(value: np.ndarray) -> str:
     return text[:ERROR_LIMIT]
 
 
-def _reference(run: str, datum: provider.BlobSequenceDatum, tag: str, name: str, value: np.ndarray) -> dict:
-    return {"key": array_key(run, datum, tag, name), "shape": list(value.shape)}
+def _references(run: str, datum: provider.BlobSequenceDatum, tag: str, record: _Record) -> dict:
+    return {name: wire.reference(array_key(run, datum, tag, name)) for name, wire in record.arrays.items()}
 
 
 class ExplanationsPlugin(base_plugin.TBPlugin):
@@ -217,7 +281,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context: base_plugin.TBContext):
         self._provider = context.data_provider
-        self._cache = _LRU(CACHE_ENTRIES)
+        self._cache = _LRU(CACHE_BYTES)
+        self._listings: dict[tuple, tuple[float, dict]] = {}  # (experiment, run, tag) -> (when, {step: datum})
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -246,9 +311,9 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             run_tag_filter=provider.RunTagFilter(runs=runs, tags=tags),
         )
 
-    def _decoded(self, request: wrappers.Request, datum: provider.BlobSequenceDatum, reader: str) -> Any:
-        """The payload of ``datum`` decoded by ``READERS[reader]``, cached by its blob keys
-        and wall time (a record that replaces another at the same step has a later one)."""
+    def _decoded(self, request: wrappers.Request, datum: provider.BlobSequenceDatum, reader: str) -> _Record:
+        """The record ``datum`` decoded by ``READERS[reader]``, cached by its blob keys and
+        wall time (a record that replaces another at the same step has a later one)."""
         ctx = plugin_util.context(request.environ)
         blob_keys = self._keys(datum)
 
@@ -259,7 +324,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                 raise errors.NotFoundError("no data for this key: it is unknown or no longer stored.") from None
             try:
                 return READERS[reader](blobs)
-            except logformat.FormatError as error:
+            except (ValueError, TypeError) as error:  # logformat.FormatError, or a crafted array
                 raise errors.NotFoundError(f"the logged data cannot be read ({error})") from None
 
         return self._cache.get((blob_keys, datum.wall_time, reader), read)
@@ -270,21 +335,36 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(f"step {datum.step}: expected a blob sequence of [header, arrays], got {len(datum.values)} blobs.")
         return datum.values[0].blob_key, datum.values[1].blob_key
 
-    def _run_series(self, request: wrappers.Request, run: str, tag: str) -> list:
-        """The data of ``tag`` in toolkit run ``run`` (404 for a run without toolkit data)."""
+    def _remember(self, request: wrappers.Request, run: str, series: dict[str, list]) -> None:
+        """Keep the listing of every tag of toolkit run ``run`` (see :meth:`_listing`)."""
+        experiment, now = plugin_util.experiment_id(request.environ), time.monotonic()
+        for tag, data in series.items():
+            self._listings[(experiment, run, tag)] = (now, _newest(data))
+
+    def _listing(self, request: wrappers.Request, run: str, tag: str, fresh: bool = False) -> dict[int, provider.BlobSequenceDatum]:
+        """``{step: newest datum}`` of ``tag`` in toolkit run ``run`` (404 for a run without
+        toolkit data), listed at most ``LISTING_SECONDS`` ago unless ``fresh``."""
+        known = self._listings.get((plugin_util.experiment_id(request.environ), run, tag))
+        if known is not None and not fresh and time.monotonic() - known[0] < LISTING_SECONDS:
+            return known[1]
         series = self._series(request, [run], [logformat.SAMPLES_TAG, tag]).get(run, {})
         if logformat.SAMPLES_TAG not in series:
             raise errors.NotFoundError(f"unknown run {run!r}: it has no tf-explain-kit data.")
-        return series.get(tag, [])
+        self._remember(request, run, {tag: series.get(tag, [])})
+        return _newest(series.get(tag, []))
 
-    def _datum(self, request: wrappers.Request, run: str, tag: str, step: int) -> provider.BlobSequenceDatum:
-        """The newest record of ``tag`` at ``step`` in ``run`` (listed anew: a resumed
-        training may have replaced it)."""
-        data = _newest(self._run_series(request, run, tag))
+    def _datum(self, request: wrappers.Request, run: str, tag: str, step: int, wall_time: float | None = None) -> provider.BlobSequenceDatum:
+        """The newest record of ``tag`` at ``step`` in ``run`` (with ``wall_time``, that
+        record only), listed anew unless a recent listing has it."""
+        data = self._listing(request, run, tag)
+        if step not in data or (wall_time is not None and data[step].wall_time != wall_time):
+            data = self._listing(request, run, tag, fresh=True)
         if not data:
             raise errors.NotFoundError(f"run {run!r} has no data under {tag!r}.")
         if step not in data:
             raise errors.NotFoundError(f"run {run!r}, {tag!r}: nothing at step {step}; steps: {list(data)[:50]}.")
+        if wall_time is not None and data[step].wall_time != wall_time:
+            raise errors.NotFoundError(f"run {run!r}, {tag!r} at step {step} was logged again since this key was made; ask the index and epoch routes for new keys.")
         return data[step]
 
     # -- routes ----------------------------------------------------------------------------------
@@ -314,6 +394,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         for run, series in sorted(self._series(request).items()):
             if logformat.SAMPLES_TAG not in series:
                 continue
+            self._remember(request, run, series)
             try:
                 runs[run] = self._run_index(request, run, series, failures.get(run, {}))
             except errors.NotFoundError as error:
@@ -323,7 +404,6 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
     def _run_index(self, request: wrappers.Request, run: str, series: dict[str, list], failures: dict[str, list]) -> dict:
         first = next(iter(_newest(series[logformat.SAMPLES_TAG]).values()))
         samples = self._decoded(request, first, "samples")
-        inputs = _first_input(samples)
         first_written, methods = {}, {}
         for tag, data in series.items():
             method = logformat.method_of(tag)
@@ -334,13 +414,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             first_written[method] = min([first_written.get(method, (ALL_STEPS, 0.0))] + [(step, time) for step, time, _ in logged])
         order = sorted(first_written, key=first_written.get)  # the callback's order: first written first
         return {
-            "kind": samples["kind"],
-            "class_names": samples["class_names"],
-            "feature_names": samples["feature_names"],
-            "tokens": samples["tokens"],
-            "ids": samples["ids"],
-            "labels": samples["labels"],
-            "inputs": _reference(run, first, logformat.SAMPLES_TAG, "inputs", inputs) if inputs.dtype.kind in "biuf" else None,
+            **samples.fields,
+            "inputs": _references(run, first, logformat.SAMPLES_TAG, samples).get("inputs"),
             "methods": {method: methods.get(method, []) for method in order},
             "failures": {method: {str(step): text for step, _, text in failures[method]} for method in order if method in failures},
             "training_epochs": list(_newest(series.get(logformat.TRAINING_TAG, []))),
@@ -351,52 +426,25 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         run, method, epoch = _arg(request, "run"), _arg(request, "method"), _int_arg(request, "epoch")
         tag = logformat.explanation_tag(method)
         datum = self._datum(request, run, tag, epoch)
-        explanation = self._decoded(request, datum, "explanation")
-        maps = _attribution_maps(explanation)
-        extras, arrays = {}, {"attributions": _reference(run, datum, tag, "attributions", maps)}
-        for name, value in explanation["extras"].items():
-            if name == "segments":
-                arrays["segments"] = _reference(run, datum, tag, "segments", np.asarray(value))
-            elif not isinstance(value, np.ndarray) or value.size <= JSON_EXTRA_LIMIT:
-                extras[name] = value
-        body = {
-            "run": run,
-            "method": method,
-            "epoch": epoch,
-            "seconds": explanation["seconds"],
-            "targets": explanation["targets"],
-            "predictions": explanation["predictions"],
-            "extras": extras,
-            "arrays": arrays,
-        }
-        return _json(request, body)
+        record = self._decoded(request, datum, "explanation")
+        return _json(request, {"run": run, "method": method, "epoch": epoch, **record.fields, "arrays": _references(run, datum, tag, record)})
 
     @_route
     def _serve_array(self, request: wrappers.Request) -> wrappers.Response:
         run, tag, step, wall_time, name = _parse_key(_arg(request, "key"))
         reader = _reader_of(tag)
-        getter = ARRAYS[reader].get(name)
-        if getter is None:
-            raise errors.NotFoundError(f"no array {name!r} in {reader} data.")
-        datum = self._datum(request, run, tag, step)
-        if datum.wall_time != wall_time:
-            raise errors.NotFoundError(f"run {run!r}, {tag!r} at step {step} was logged again since this key was made; ask the index and epoch routes for new keys.")
-        try:
-            values = getter(self._decoded(request, datum, reader))
-        except KeyError:
-            raise errors.NotFoundError(f"no array {name!r} in this {reader} payload.") from None
-        if values.dtype.kind not in "biuf":
-            raise errors.NotFoundError(f"array {name!r} is not numeric ({values.dtype}).")
-        body = np.ascontiguousarray(values, dtype="<f4").tobytes()
-        return http_util.Respond(request, body, "application/octet-stream")
+        wire = self._decoded(request, self._datum(request, run, tag, step, wall_time), reader).arrays.get(name)
+        if wire is None:
+            raise errors.NotFoundError(f"no numeric array {name!r} in this {reader} record.")
+        return http_util.Respond(request, wire.data, "application/octet-stream")
 
     @_route
     def _serve_training(self, request: wrappers.Request) -> wrappers.Response:
         run = _arg(request, "run")
         epochs, logs = [], collections.defaultdict(dict)
-        for datum in _newest(self._run_series(request, run, logformat.TRAINING_TAG)).values():
+        for datum in self._listing(request, run, logformat.TRAINING_TAG).values():
             try:
-                values = self._decoded(request, datum, "training")
+                values = self._decoded(request, datum, "training").fields
             except errors.NotFoundError:
                 continue  # one unreadable epoch leaves a gap in the curves
             epochs.append(datum.step)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pytest
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
@@ -55,6 +56,18 @@ def plugin_client(logdir: Path) -> Get:
         return response.status_code, response.data
 
     return get
+
+
+WIRE_TYPES = {"float32": "<f4", "float16": "<f2", "uint16": "<u2", "int32": "<i4"}
+
+
+def decode_array(reference: dict, body: bytes) -> np.ndarray:
+    """The numbers behind an array reference ``{key, shape, dtype[, scale]}``, from the
+    array route's bytes (float16 times each sample's ``scale``)."""
+    values = np.frombuffer(body, WIRE_TYPES[reference["dtype"]]).reshape(reference["shape"])
+    if "scale" in reference:
+        values = values.astype(np.float32) * np.asarray(reference["scale"], np.float32).reshape((-1,) + (1,) * (values.ndim - 1))
+    return values
 
 
 def wait_for_epochs(server: TensorBoard, run: str, method: str, epochs: int, timeout: float = 60.0) -> None:

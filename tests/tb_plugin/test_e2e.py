@@ -386,3 +386,24 @@ def test_readme_screenshot_is_current():
         pixels = np.asarray(image.convert("L"), np.float32)
     assert 800 <= width <= 4000 and 400 <= height <= 8000, (width, height)  # a browser window, not an icon
     assert pixels.std() > 10 and len(np.unique(pixels)) > 50, "docs/plugin.png is (nearly) blank"
+
+
+def test_the_tab_decodes_every_float16_exactly(open_tab):
+    """The array route's float16 (see the plugin's notes): every bit pattern decodes in the
+    browser to numpy's value times its sample's scale, NaN, infinities and subnormals included."""
+    page, _, problems = open_tab()
+    frame = next(frame for frame in page.frames if "plugin_entry" in frame.url)
+    scale = [1.0, float(np.float32(0.3))]
+    decoded = frame.evaluate(
+        """async (scale) => {
+          const { decode } = await import("/data/plugin/tf_explain_kit/static/api.js");
+          const bits = new Uint16Array(2 << 16).map((_, i) => i & 0xffff);
+          return Array.from(decode({ dtype: "float16", shape: [2, 1 << 16], scale }, bits.buffer));
+        }""",
+        scale,
+    )
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # NaN times the scale
+        expected = np.concatenate([halves, halves * np.float32(scale[1])])
+    np.testing.assert_array_equal(np.asarray(decoded, np.float32), expected)
+    assert problems == []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from . import crafted
-from .conftest import LOADERS, PREFIX, SERVER_PATH, plugin_client
+from .conftest import LOADERS, PREFIX, SERVER_PATH, decode_array, plugin_client
 from .server import tensorboard
 
 GOOD = "good/explanations"
@@ -91,7 +91,8 @@ def test_each_crafted_record_answers_for_itself(hget, epoch):
     data = answer(hget, f"/epoch?run=crafted/explanations&method=saliency&epoch={epoch}", code)
     if code == 200:
         assert data["epoch"] == epoch and data["predictions"] == [[pytest.approx(0.7), pytest.approx(0.3)], [pytest.approx(0.4), pytest.approx(0.6)]]
-        maps = np.frombuffer(answer(hget, f"/array?key={data['arrays']['attributions']['key']}"), "<f4")
+        reference = data["arrays"]["attributions"]
+        maps = decode_array(reference, answer(hget, f"/array?key={reference['key']}")).ravel()
         np.testing.assert_allclose(maps, (crafted.X[..., 0] - 0.5).ravel(), atol=2.0**-11)
     else:
         assert b"cannot be read" in data
@@ -228,8 +229,8 @@ def _served(get, run: str) -> tuple[list, list, dict]:
     training = answer(get, f"/training?run={run}")
     values = {}
     for epoch in answer(get, "/index")["runs"][run]["methods"]["saliency"]:
-        key = answer(get, f"/epoch?run={run}&method=saliency&epoch={epoch}")["arrays"]["attributions"]["key"]
-        values[epoch] = float(np.frombuffer(answer(get, f"/array?key={key}"), "<f4")[0])
+        reference = answer(get, f"/epoch?run={run}&method=saliency&epoch={epoch}")["arrays"]["attributions"]
+        values[epoch] = float(decode_array(reference, answer(get, f"/array?key={reference['key']}")).flat[0])
     return training["epochs"], training["logs"]["loss"], values
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 
@@ -11,7 +12,7 @@ import pytest
 import tf_explain_kit as tek
 from tb_plugin.plugin import ExplanationsLoader
 
-from .conftest import plugin_client
+from .conftest import decode_array, plugin_client
 
 from . import logs
 
@@ -27,7 +28,7 @@ def ok(get, path: str) -> object:
 def array(get, reference: dict) -> np.ndarray:
     status, body = get(f"/array?key={reference['key']}")
     assert status == 200, body[:300]
-    return np.frombuffer(body, "<f4").reshape(reference["shape"])
+    return decode_array(reference, body)
 
 
 def test_index_lists_every_run_method_and_epoch(get):
@@ -140,3 +141,77 @@ def test_corrupt_and_truncated_event_files_do_not_stop_the_rest(logdir, tmp_path
         for epoch in epochs:
             ok(get, f"/epoch?run=truncated/explanations&method={method}&epoch={epoch}")
     ok(get, "/training?run=truncated/explanations")
+
+
+def test_attributions_travel_as_float16_within_the_logs_precision():
+    """Each sample divided by its largest finite absolute value: every value comes back within
+    2**-11 of that (the log's own float16 bound), tiny and beyond-float16 samples included;
+    non-finite values stay what they are; LIME's labels travel as integers."""
+    from tb_plugin.plugin import _wire
+
+    values = np.random.default_rng(0).standard_normal((4, 5, 6)).astype(np.float32) * np.float32([1e-30, 1.0, 1e6, 0.0])[:, None, None]
+    values[1, 0, :2] = np.nan, -np.inf
+    wire = _wire(values, "float16")
+    decoded = decode_array(wire.reference("key"), wire.data)
+    finite = np.isfinite(values)
+    largest = np.abs(np.where(finite, values, 0)).reshape(4, -1).max(axis=1)
+    error = np.abs(np.where(finite, decoded - values, 0)).reshape(4, -1).max(axis=1)
+    assert len(wire.data) == values.size * 2 and np.all(error <= 2.0**-11 * largest) and largest[0] > 0
+    assert np.isnan(decoded[1, 0, 0]) and decoded[1, 0, 1] == -np.inf and np.all(decoded[3] == 0)
+    for labels, dtype in ((np.array([[0, 65535]]), "uint16"), (np.array([[-1, 70000]]), "int32")):
+        wire = _wire(labels, "labels")
+        assert wire.dtype == dtype and np.array_equal(decode_array(wire.reference("key"), wire.data), labels)
+
+
+def test_the_decoded_cache_is_bounded_by_bytes():
+    from types import SimpleNamespace
+
+    from tb_plugin.plugin import _LRU
+
+    cache, made = _LRU(100), []
+
+    def make(key, nbytes=30):
+        return lambda: made.append(key) or SimpleNamespace(nbytes=nbytes)
+
+    for key in range(10):
+        cache.get(key, make(key))
+    assert cache.nbytes == 90
+    made.clear()
+    for key in (9, 8, 7, 6):
+        cache.get(key, make(key))
+    assert made == [6]  # 7, 8, 9 were kept; 6 had gone
+    cache.get("large", make("large", 500))  # larger than the limit: kept alone, being the newest
+    cache.get(9, make(9))
+    assert cache.nbytes == 30 and made == [6, "large", 9]
+
+
+def test_an_epoch_after_the_index_needs_no_listing_and_its_array_no_decoding(logdir, monkeypatch):
+    """The index's listing serves the epoch and array routes for LISTING_SECONDS; the array
+    comes from the epoch's decoded record; an older listing is renewed."""
+    from tensorboard.backend.event_processing import data_provider
+
+    from tb_plugin import plugin
+
+    calls = collections.Counter()
+
+    def counted(owner, name):
+        original = getattr(owner, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, call)
+
+    counted(data_provider.MultiplexerDataProvider, "read_blob_sequences")
+    counted(plugin.logformat, "read_explanation")
+    get = plugin_client(logdir)
+    ok(get, "/index")
+    assert calls["read_blob_sequences"] == 1
+    data = ok(get, f"/epoch?run={DIGITS}&method=saliency&epoch=3")
+    for _ in range(2):
+        array(get, data["arrays"]["attributions"])
+    assert calls == {"read_blob_sequences": 1, "read_explanation": 1}
+    monkeypatch.setattr(plugin, "LISTING_SECONDS", 0.0)
+    ok(get, f"/epoch?run={DIGITS}&method=saliency&epoch=4")
+    assert calls == {"read_blob_sequences": 2, "read_explanation": 2}
