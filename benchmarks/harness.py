@@ -46,6 +46,7 @@ DETAILS = {  # extra keys some benchmarks report, shown in the table's last colu
     "median_ms": "median {:.1f} ms",
     "p95_ms": "p95 {:.1f} ms",
     "share_of_digits_epoch": "{:.0%} of a digits training epoch",
+    "logging_cpu_share": "logging thread: {:.1%} of the explain time in CPU",
     "cell_kb": "{:.1f} KB per cell",
     "samples_kb": "samples summary {:.0f} KB once",
     "rss_mb": "TensorBoard RSS {:.0f} MB",
