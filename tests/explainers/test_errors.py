@@ -48,11 +48,19 @@ def test_a_non_differentiable_layer_is_named(dense_model):
 
 
 def test_token_ids_need_the_embedding_layer():
-    model = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 3, name="tokens"), keras.layers.Flatten(), keras.layers.Dense(2)])
+    """Methods for float data refuse a model declaring token ids when built, naming those
+    that apply; IntegratedGradients, which takes them at a layer, refuses at explain without one."""
+    from tf_explain_kit.explainers import registry
+
+    model = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 3, name="tokens"), keras.layers.Flatten(), keras.layers.Dense(2)], name="ids")
     ids = np.ones((2, 5), np.int32)
-    for explainer in (tek.Saliency(model), tek.IntegratedGradients(model), tek.SmoothGrad(model)):
-        with pytest.raises(TypeError, match=r"needs float inputs, got integer inputs .* layer=<embedding layer name>\) \(this model's embedding layers: 'tokens'\)"):
-            explainer.explain(ids)
+    float_only = [m for m in registry.methods() if not set(m.kinds) & {"tokens", "strings"}]
+    assert {"saliency", "smoothgrad", "deeplift", "deep_shap", "lime_image"} <= {m.name for m in float_only}
+    for method in float_only:
+        with pytest.raises(registry.NotApplicable, match=rf"model: {method.cls.__name__} needs float inputs, and model 'ids' takes token ids .* Methods for token ids .*integrated_gradients"):
+            method.cls(model, **method.defaults(registry.Setting(model, ids, "tokens")))
+    with pytest.raises(TypeError, match=r"needs float inputs, got integer inputs .* layer=<embedding layer name>\) \(this model's embedding layers: 'tokens'\)"):
+        tek.IntegratedGradients(model).explain(ids)
     with pytest.raises(ValueError, match="baseline: 'blur' needs float inputs; for token ids use baseline='zeros'"):
         tek.IntegratedGradients(model, layer="tokens", baseline="blur").explain(ids)
 

@@ -20,13 +20,14 @@ resolve a name with :func:`method_for`, build with :func:`build` / :func:`resolv
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
 
 from ..data import KIND_DESCRIPTIONS, KINDS
-from ..data import TEXT_KINDS as TEXT  # noqa: F401  (for declarations: token ids and strings)
+from ..data import TEXT_KINDS as TEXT  # for declarations: token ids and strings
 from ..model import Inputs, embedding_layers, map_inputs, path_of, take
 from .base import Explainer
 
@@ -92,8 +93,36 @@ def at_embedding(setting: Setting) -> dict:
     return {"layer": path_of(setting.model, embeddings[0])} if embeddings else {}
 
 
+def declared_text_kind(model: keras.Model) -> str | None:
+    """``"strings"`` or ``"tokens"`` when ``model`` declares text inputs (strings, or integer
+    ids into an Embedding), else None (also when it declares no inputs)."""
+    try:
+        dtypes = [str(spec.dtype) for spec in keras.tree.flatten(model.inputs)]
+    except (AttributeError, ValueError):
+        return None
+    if any("string" in dtype for dtype in dtypes):
+        return "strings"
+    return "tokens" if dtypes and "int" in dtypes[0] and embedding_layers(model) else None
+
+
+def _refusing_text_models(cls: type[Explainer]) -> None:
+    """``cls``, a method for float data only, refuses at construction a model that declares
+    text inputs (instead of at its first ``explain``)."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Explainer, model: keras.Model, *args: Any, **kwargs: Any) -> None:
+        kind = declared_text_kind(model)
+        if kind is not None:
+            raise NotApplicable(f"model: {cls.__name__} needs float inputs, and model '{model.name}' takes {KIND_DESCRIPTIONS[kind]}. {alternatives(kind)}")
+        init(self, model, *args, **kwargs)
+
+    cls.__init__ = __init__
+
+
 def register(kinds: Sequence[str], defaults: Defaults = no_defaults, serves: Mapping[str, Sequence[str]] | None = None) -> Callable[[type[Explainer]], type[Explainer]]:
-    """Class decorator declaring an explainer (named by its ``method`` attribute)."""
+    """Class decorator declaring an explainer (named by its ``method`` attribute). A method
+    that declares no text kind refuses, when built, a model that takes text."""
 
     def declare(cls: type[Explainer]) -> type[Explainer]:
         name = cls.method
@@ -109,6 +138,8 @@ def register(kinds: Sequence[str], defaults: Defaults = no_defaults, serves: Map
         for generic, for_kinds in (serves or {}).items():
             GENERIC.setdefault(generic, {}).update(dict.fromkeys(for_kinds, name))
         METHODS[name] = Method(name, cls, tuple(kinds), defaults, {g: tuple(ks) for g, ks in (serves or {}).items()})
+        if not set(kinds) & set(TEXT):
+            _refusing_text_models(cls)
         return cls
 
     return declare
