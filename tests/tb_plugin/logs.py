@@ -24,7 +24,7 @@ SCRIPT = "<script>alert(2)</script>"
 REFUSAL = "planted refusal: this explainer never explains"
 
 
-class Refusing(tek.Saliency):
+class Refusing(tek.Occlusion):
     """An explainer that always fails: the callback refuses it at its first run and logs why."""
 
     method = "refusing"
@@ -75,15 +75,15 @@ def hostile_text(log_dir: str, epochs: int = 2) -> None:
 
 
 def series(log_dir: str, epochs: int = 2) -> None:
-    """Series (N, T, F) written with the log format directly (the callback logs them as
-    images): attributions (N, T, F) for saliency and (N, T) for Grad-CAM, a planted peak
-    at step 9 that grows with the epoch."""
+    """Series (N, T, F) written with the log format directly, as the callback logs them
+    (kind ``sequence``): attributions (N, T, F) for saliency and (N, T) for Grad-CAM, a
+    planted peak at step 9 that grows with the epoch."""
     rng = np.random.default_rng(0)
     n, steps, features = 4, 24, 3
     x = rng.standard_normal((n, steps, features)).astype(np.float32)
     labels = np.array([0, 1, 0, 1])
     writer = SummaryWriter(log_dir)
-    writer.blobs(logformat.SAMPLES_TAG, 0, logformat.samples_payload(x, labels, np.arange(n), "image", ["low", "high"]), "samples")
+    writer.blobs(logformat.SAMPLES_TAG, 0, logformat.samples_payload(x, labels, np.arange(n), "sequence", ["low", "high"], ["flow", "pressure", "temperature"]), "samples")
     for epoch in range(epochs):
         writer.blobs(logformat.TRAINING_TAG, epoch, logformat.training_payload({"loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1)}), "training")
         peak = np.zeros((n, steps), np.float32)
