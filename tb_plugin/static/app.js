@@ -2,7 +2,7 @@
 import { Api } from "./api.js";
 import { trainingCharts } from "./chart.js";
 import { COLORMAPS } from "./colormaps.js";
-import { bars, colourBar, grey, heatmap, isSigned, limeOutlines, mapName, number, original, scaleOf, tokens, topIndices } from "./draw.js";
+import { bars, colourBar, grey, heatmap, isSigned, limeOutlines, mapName, number, original, scaleOf, tokens, topIndices, transposed } from "./draw.js";
 import { append, el, labelled, select } from "./dom.js";
 import { followDarkMode, onTensorBoardReload, readHashState, writeHashState } from "./host.js";
 
@@ -355,12 +355,23 @@ export class App {
       return bars(names, values, scale, map, order ?? topIndices(values, big ? DETAIL_FEATURES : GRID_FEATURES), inputs);
     }
     if (kind === "text") return tokens(this.words(entry, i, values), values, scale, map, document.documentElement.classList.contains("tek-dark") ? PAGE.dark : PAGE.light);
-    const [h, w] = shape.length === 2 ? [1, shape[1]] : shape.slice(1, 3); // (N, T) maps over time steps: one row
-    const background = this.inputs && this.run.inputs.shape[1] === h && this.run.inputs.shape[2] === w ? this.grey(i) : null;
+    let [h, w] = shape.length === 2 ? [1, shape[1]] : shape.slice(1, 3); // (N, T) maps over time steps: one row
+    let background = this.inputs && this.run.inputs.shape[1] === h && this.run.inputs.shape[2] === w ? this.grey(i) : null;
+    if (kind === "sequence" && shape.length === 3) { // (N, T, F) series: time across, one row per feature
+      values = transposed(values, h, w);
+      background = background && transposed(background, h, w);
+      [h, w] = [w, h];
+    }
     const outline = this.state.outlines && entry.segments ? limeOutlines(entry.segments.subarray(i * h * w, (i + 1) * h * w), values, h, w) : null;
     const canvas = el("canvas", { className: `heat${big ? " big" : ""}${h === 1 ? " steps" : ""}` });
+    canvas.where = kind === "sequence" ? (y, x) => this.position(x, h === 1 ? null : y) : (y, x) => `(${y}, ${x})`;
     canvas.redraw = () => heatmap(canvas, { values, background, h, w, scale, map, opacity: this.state.opacity, outline });
     return canvas.redraw();
+  }
+
+  /** "step t" of a series, with its feature's name when there are several. */
+  position(step, feature) {
+    return feature === null ? `step ${step}` : `step ${step}, ${this.run.feature_names?.[feature] ?? `feature ${feature}`}`;
   }
 
   /** The words a text method's weights belong to: its own tokens when it logged them
@@ -386,6 +397,14 @@ export class App {
     return this.run.methods[method].length ? null : failures[logged[logged.length - 1]];
   }
 
+  /** Sample i's input as a picture; a series (N, T, F) with time across, one row per feature. */
+  picture(className, i) {
+    const shape = this.run.inputs.shape;
+    if (this.run.kind !== "sequence" || shape.length !== 3) return original(el("canvas", { className }), this.inputs, shape, i);
+    const [, steps, features] = shape;
+    return original(el("canvas", { className }), transposed(this.inputs.subarray(i * steps * features, (i + 1) * steps * features), steps, features), [1, features, steps], 0);
+  }
+
   emptyCell(method, epoch) {
     const failure = this.failure(method, epoch);
     if (failure === null) return el("div", { className: "placeholder muted" }, "not run at this epoch");
@@ -395,9 +414,9 @@ export class App {
   inputCell(row, big = false) {
     const kind = this.run.kind;
     if (kind !== "tabular" && kind !== "text" && this.inputs && this.run.inputs.shape.length >= 3) {
-      if (big) return original(el("canvas", { className: "input big" }), this.inputs, this.run.inputs.shape, row.i);
+      if (big) return this.picture("input big", row.i);
       if (this.thumbnails?.inputs !== this.inputs) this.thumbnails = { inputs: this.inputs, canvases: new Map() }; // drawn once, moved into each new grid
-      if (!this.thumbnails.canvases.has(row.i)) this.thumbnails.canvases.set(row.i, original(el("canvas", { className: "input" }), this.inputs, this.run.inputs.shape, row.i));
+      if (!this.thumbnails.canvases.has(row.i)) this.thumbnails.canvases.set(row.i, this.picture("input", row.i));
       return this.thumbnails.canvases.get(row.i);
     }
     if (kind === "text" && this.run.tokens) return el("div", { className: "text-input" }, this.run.tokens[row.i].join(" "));
@@ -543,7 +562,10 @@ export class App {
     const words = kind === "text" ? this.words(entry, i, values) : null;
     const count = words ? Math.min(values.length, words.length) : values.length;
     return topIndices(values.subarray(0, count), 5).map((j) => {
-      const where = kind === "tabular" ? this.run.feature_names?.[j] ?? `feature ${j}` : words ? `“${words[j]}” (token ${j})` : shape.length === 2 ? `step ${j}` : `(${Math.floor(j / shape[2])}, ${j % shape[2]})`;
+      const where = kind === "tabular" ? this.run.feature_names?.[j] ?? `feature ${j}`
+        : words ? `“${words[j]}” (token ${j})`
+        : kind === "sequence" ? this.position(shape.length === 2 ? j : Math.floor(j / shape[2]), shape.length === 2 ? null : j % shape[2])
+        : shape.length === 2 ? `step ${j}` : `(${Math.floor(j / shape[2])}, ${j % shape[2]})`;
       return `${where}: ${number(values[j])}`;
     });
   }
@@ -626,7 +648,7 @@ export class App {
     const box = canvas.getBoundingClientRect();
     const x = Math.min(canvas.width - 1, Math.floor(((event.clientX - box.left) / box.width) * canvas.width));
     const y = Math.min(canvas.height - 1, Math.floor(((event.clientY - box.top) / box.height) * canvas.height));
-    this.tip.textContent = `(${y}, ${x}): ${number(canvas.values[y * canvas.width + x])}`;
+    this.tip.textContent = `${canvas.where ? canvas.where(y, x) : `(${y}, ${x})`}: ${number(canvas.values[y * canvas.width + x])}`;
     this.tip.style.left = `${event.clientX + 12}px`;
     this.tip.style.top = `${event.clientY + 12}px`;
     this.tip.hidden = false;

@@ -91,9 +91,16 @@ export function limeOutlines(segments, maps, h, w, top = 3) {
   return out;
 }
 
+/** `values` laid out as `rows` × `cols`, as `cols` × `rows`. */
+export function transposed(values, rows, cols) {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+  return out;
+}
+
 /** Draw one heatmap over its greyed image into `canvas` (H x W pixels, enlarged by CSS).
 The image underneath is lightened to [FLOOR, 1] so colours over dark pixels stay vivid;
-`canvas.values` keeps the values for hover read-outs. */
+`canvas.values` keeps the values for hover read-outs (`canvas.where(y, x)` names a position). */
 export function heatmap(canvas, { values, background, h, w, scale, map, opacity, outline }) {
   canvas.width = w;
   canvas.height = h;

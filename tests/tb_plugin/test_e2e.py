@@ -297,16 +297,21 @@ def test_small_and_dark_screens(open_tab, browser):
 
 
 def test_series_maps_and_hover_values(open_tab):
-    """(N, T) maps are one row of T steps; hovering a heatmap reads out the value under the
-    pointer (the planted peak: 2.05 at step 9, epoch 1)."""
+    """Series are drawn with time across: (N, T) maps as one row of T steps, (N, T, F) maps
+    and inputs as one row per feature. Hovering reads out the step, the feature's name and
+    the value (the planted peak at step 9, epoch 1: 2.05 for Grad-CAM, 2 + 0.1·|x| for saliency)."""
     page, frame, problems = open_tab(run_hash(SERIES))
     grid(frame, SERIES, 1)
     steps = frame.locator('td.method-cell[data-method="gradcam"] canvas.heat.steps').first
     assert steps.evaluate("c => [c.width, c.height]") == [24, 1]
-    assert frame.locator('td.method-cell[data-method="saliency"] canvas.heat').first.evaluate("c => [c.width, c.height]") == [3, 24]
-    box = steps.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 9.5 / 24, box["y"] + box["height"] / 2)
-    assert frame.locator("#tip").inner_text() == "(0, 9): 2.05"
+    features = frame.locator('td.method-cell[data-method="saliency"] canvas.heat').first
+    assert features.evaluate("c => [c.width, c.height]") == [24, 3]
+    assert frame.locator("canvas.input").first.evaluate("c => [c.width, c.height]") == [24, 3]
+    for canvas, (x, y), shown in ((steps, (9.5 / 24, 0.5), "step 9: 2.05"), (features, (9.5 / 24, 1.5 / 3), "step 9, pressure: 2.")):
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * y)
+        assert frame.locator("#tip").inner_text().startswith(shown)
+    shot(page, "plugin-series")
     assert problems == []
 
 
