@@ -70,7 +70,7 @@ def summation_gap(attributions: Any, difference: np.ndarray) -> np.ndarray:
     return sum(a.reshape(len(a), -1).astype(np.float64).sum(axis=1) for a in arrays) - difference
 
 
-@register(kinds=NUMERIC)
+@register(kinds=NUMERIC, float_inputs=True)
 class DeepLift(OnePassExplainer):
     """DeepLIFT (rescale rule): ``(x − baseline) · m``, with ``m`` DeepLIFT's multipliers.
 

@@ -13,7 +13,7 @@ from .base import OnePassExplainer, require_float_inputs
 from .registry import NUMERIC, register
 
 
-@register(kinds=NUMERIC)
+@register(kinds=NUMERIC, float_inputs=True)
 class Saliency(OnePassExplainer):
     """Gradient sensitivity: |∂score/∂x| (or the signed gradient with ``signed=True``)."""
 
@@ -29,7 +29,7 @@ class Saliency(OnePassExplainer):
         return (result.grads if self.signed else map_inputs(np.abs, result.grads)), {}, result
 
 
-@register(kinds=NUMERIC)
+@register(kinds=NUMERIC, float_inputs=True)
 class GradientInput(OnePassExplainer):
     """Gradient × Input: x · ∂score/∂x (exact for linear models with a zero baseline)."""
 

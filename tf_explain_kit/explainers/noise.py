@@ -15,7 +15,7 @@ from .registry import NUMERIC, register
 from .gradients import Saliency
 
 
-@register(kinds=NUMERIC)
+@register(kinds=NUMERIC, float_inputs=True)
 class SmoothGrad(Explainer):
     """Mean of ``base`` attributions over ``samples`` noisy copies of each input.
 
@@ -60,7 +60,7 @@ class SmoothGrad(Explainer):
         return map_inputs(lambda a: a.mean(axis=0), self._noisy_attributions(x, weights)), {}
 
 
-@register(kinds=NUMERIC)
+@register(kinds=NUMERIC, float_inputs=True)
 class VarGrad(SmoothGrad):
     """Variance of ``base`` attributions over noisy copies (see :class:`SmoothGrad`)."""
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from ..data import KIND_DESCRIPTIONS, KINDS
-from ..data import TEXT_KINDS as TEXT  # for declarations: token ids and strings
+from ..data import TEXT_KINDS as TEXT  # noqa: F401  (for declarations: token ids and strings)
 from ..model import Inputs, embedding_layers, map_inputs, path_of, take
 from .base import Explainer
 
@@ -106,8 +106,8 @@ def declared_text_kind(model: keras.Model) -> str | None:
 
 
 def _refusing_text_models(cls: type[Explainer]) -> None:
-    """``cls``, a method for float data only, refuses at construction a model that declares
-    text inputs (instead of at its first ``explain``)."""
+    """``cls``, a method that differentiates with respect to its inputs, refuses at
+    construction a model that declares text inputs (instead of at its first ``explain``)."""
     init = cls.__init__
 
     @functools.wraps(init)
@@ -120,9 +120,12 @@ def _refusing_text_models(cls: type[Explainer]) -> None:
     cls.__init__ = __init__
 
 
-def register(kinds: Sequence[str], defaults: Defaults = no_defaults, serves: Mapping[str, Sequence[str]] | None = None) -> Callable[[type[Explainer]], type[Explainer]]:
-    """Class decorator declaring an explainer (named by its ``method`` attribute). A method
-    that declares no text kind refuses, when built, a model that takes text."""
+def register(
+    kinds: Sequence[str], defaults: Defaults = no_defaults, serves: Mapping[str, Sequence[str]] | None = None, float_inputs: bool = False
+) -> Callable[[type[Explainer]], type[Explainer]]:
+    """Class decorator declaring an explainer (named by its ``method`` attribute).
+    ``float_inputs``: the method differentiates with respect to its inputs, so it refuses,
+    when built, a model that declares token ids or strings."""
 
     def declare(cls: type[Explainer]) -> type[Explainer]:
         name = cls.method
@@ -138,7 +141,7 @@ def register(kinds: Sequence[str], defaults: Defaults = no_defaults, serves: Map
         for generic, for_kinds in (serves or {}).items():
             GENERIC.setdefault(generic, {}).update(dict.fromkeys(for_kinds, name))
         METHODS[name] = Method(name, cls, tuple(kinds), defaults, {g: tuple(ks) for g, ks in (serves or {}).items()})
-        if not set(kinds) & set(TEXT):
+        if float_inputs:
             _refusing_text_models(cls)
         return cls
 

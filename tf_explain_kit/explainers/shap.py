@@ -121,7 +121,7 @@ class GradientShap(Explainer):
 
 
 # -- DeepShap ----------------------------------------------------------------------------------
-@register(kinds=NUMERIC, defaults=background_rows)
+@register(kinds=NUMERIC, defaults=background_rows, float_inputs=True)
 class DeepShap(OnePassExplainer):
     """DeepSHAP: DeepLIFT (:class:`~tf_explain_kit.explainers.deeplift.DeepLift`) averaged
     over a background, as ``shap.DeepExplainer`` defines it, native and batched.
