@@ -344,14 +344,15 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
     def _listing(self, request: wrappers.Request, run: str, tag: str, fresh: bool = False) -> dict[int, provider.BlobSequenceDatum]:
         """``{step: newest datum}`` of ``tag`` in toolkit run ``run`` (404 for a run without
         toolkit data), listed at most ``LISTING_SECONDS`` ago unless ``fresh``."""
-        known = self._listings.get((plugin_util.experiment_id(request.environ), run, tag))
+        key = (plugin_util.experiment_id(request.environ), run, tag)
+        known = self._listings.get(key)
         if known is not None and not fresh and time.monotonic() - known[0] < LISTING_SECONDS:
             return known[1]
         series = self._series(request, [run], [logformat.SAMPLES_TAG, tag]).get(run, {})
         if logformat.SAMPLES_TAG not in series:
             raise errors.NotFoundError(f"unknown run {run!r}: it has no tf-explain-kit data.")
         self._remember(request, run, {tag: series.get(tag, [])})
-        return _newest(series.get(tag, []))
+        return self._listings[key][1]
 
     def _datum(self, request: wrappers.Request, run: str, tag: str, step: int, wall_time: float | None = None) -> provider.BlobSequenceDatum:
         """The newest record of ``tag`` at ``step`` in ``run`` (with ``wall_time``, that
